@@ -1,0 +1,383 @@
+"""The artifact store: versioned model folders, typed metadata, checksums, champion pointers.
+
+Layout under the models folder::
+
+    <coin>-<vs>-<freq>/
+        champion.json                  # which version to serve (replaced atomically, last)
+        <model>/<version>/
+            state.json, <model file>   # from Forecaster.save
+            forecast.csv               # precomputed forecast path with intervals
+            metadata.json              # ArtifactMetadata, written last inside the folder
+
+A version folder is written whole into a hidden temporary sibling and renamed into place, so a
+crash never leaves a half-written version visible. Loading verifies every file's sha256 and the
+versions of the libraries the model file depends on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import secrets
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from pydantic import BaseModel, Field, ValidationError
+
+from pipeline import __version__
+from pipeline.errors import ArtifactError
+from pipeline.fileio import atomic_write_json, sha256_file
+from pipeline.forecasters import Forecaster, forecaster_class
+from pipeline.series import SeriesId
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+METADATA_FILE = "metadata.json"
+FORECAST_FILE = "forecast.csv"
+CHAMPION_FILE = "champion.json"
+TRACKED_LIBRARIES = ("numpy", "pandas", "statsmodels", "prophet", "joblib", "scipy")
+
+
+class TrainingWindow(BaseModel):
+    first_ds: datetime
+    last_ds: datetime
+    n_points: int
+
+
+class ArtifactMetadata(BaseModel):
+    """Everything needed to trust and reproduce one model version."""
+
+    schema_version: int = SCHEMA_VERSION
+    series: str
+    coin: str
+    vs_currency: str
+    freq: str
+    model: str
+    version: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    training: TrainingWindow
+    horizon: int
+    last_price: float
+    metrics: dict[str, float | None] = Field(default_factory=dict)
+    data_file: str | None = None
+    data_sha256: str | None = None
+    data_source: str | None = None
+    files: dict[str, str] = Field(default_factory=dict, description="file name -> sha256")
+    created_at: datetime
+    code_version: str
+    python_version: str
+    libraries: dict[str, str] = Field(default_factory=dict)
+    extra: dict[str, Any] = Field(default_factory=dict, description="e.g. calibration data")
+
+    @property
+    def series_id(self) -> SeriesId:
+        return SeriesId(self.coin, self.vs_currency, self.freq)
+
+
+class ChampionPointer(BaseModel):
+    model: str
+    version: str
+    promoted_at: datetime
+    reason: str = ""
+    previous: list[dict[str, str]] = Field(default_factory=list)
+
+
+@dataclass
+class LoadedArtifact:
+    metadata: ArtifactMetadata
+    forecast: pd.DataFrame
+    path: Path
+    forecaster: Forecaster | None = None
+
+
+def library_versions() -> dict[str, str]:
+    versions = {}
+    for name in TRACKED_LIBRARIES:
+        try:
+            versions[name] = importlib_metadata.version(name)
+        except importlib_metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def code_version() -> str:
+    """The git commit of the code when available, else the package version."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        )
+        return out.stdout.strip() or __version__
+    except (OSError, subprocess.SubprocessError):
+        return __version__
+
+
+def new_version(now: datetime | None = None) -> str:
+    """A sortable, unique version id such as ``20261121T101500Z-3fa2c1``."""
+    now = now or datetime.now(UTC)
+    return f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+
+
+class ArtifactStore:
+    """Read and write model versions under ``root`` (the configured models folder)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    # -- paths --------------------------------------------------------------------------------
+    def series_dir(self, series: SeriesId) -> Path:
+        return self.root / series.name
+
+    def version_dir(self, series: SeriesId, model: str, version: str) -> Path:
+        path = (self.series_dir(series) / model / version).resolve()
+        if self.root.resolve() not in path.parents:
+            raise ArtifactError(f"refusing to read outside the models folder: {path}")
+        return path
+
+    # -- writing ------------------------------------------------------------------------------
+    def write_version(
+        self,
+        series: SeriesId,
+        forecaster: Forecaster,
+        y: pd.Series,
+        *,
+        horizon: int,
+        metrics: dict[str, float | None] | None = None,
+        data_file: Path | None = None,
+        data_source: str | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> ArtifactMetadata:
+        """Write a fitted forecaster, its forecast path and metadata as a new version."""
+        version = new_version()
+        model_dir = self.series_dir(series) / forecaster.name
+        model_dir.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=model_dir))
+        try:
+            names = forecaster.save(tmp)
+            forecast = forecaster.predict(horizon)
+            forecast.to_csv(tmp / FORECAST_FILE, index=False, date_format="%Y-%m-%dT%H:%M:%SZ")
+            names.append(FORECAST_FILE)
+            meta = ArtifactMetadata(
+                series=series.name,
+                coin=series.coin,
+                vs_currency=series.vs,
+                freq=series.freq,
+                model=forecaster.name,
+                version=version,
+                params=json.loads(json.dumps(forecaster.get_params(), default=str)),
+                training=TrainingWindow(
+                    first_ds=y.index[0].to_pydatetime(),
+                    last_ds=y.index[-1].to_pydatetime(),
+                    n_points=len(y),
+                ),
+                horizon=horizon,
+                last_price=float(y.iloc[-1]),
+                metrics=metrics or {},
+                data_file=str(data_file) if data_file else None,
+                data_sha256=sha256_file(data_file) if data_file else None,
+                data_source=data_source,
+                files={name: sha256_file(tmp / name) for name in names},
+                created_at=datetime.now(UTC),
+                code_version=code_version(),
+                python_version=platform.python_version(),
+                libraries=library_versions(),
+                extra=extra or {},
+            )
+            (tmp / METADATA_FILE).write_text(meta.model_dump_json(indent=2) + "\n", "utf-8")
+            for name in [*names, METADATA_FILE]:
+                with open(tmp / name, "rb") as fh:
+                    os.fsync(fh.fileno())
+            os.replace(tmp, model_dir / version)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        logger.info(
+            "wrote %s/%s/%s", series.name, forecaster.name, version,
+            extra={"series": series.name, "model": forecaster.name, "version": version},
+        )
+        return meta
+
+    # -- reading ------------------------------------------------------------------------------
+    def list_series(self) -> list[SeriesId]:
+        if not self.root.is_dir():
+            return []
+        found = []
+        for child in sorted(self.root.iterdir()):
+            if child.is_dir() and not child.name.startswith("."):
+                try:
+                    found.append(SeriesId.parse(child.name))
+                except Exception:  # noqa: BLE001 - foreign folders are skipped, not fatal
+                    logger.debug("skipping %s: not a series folder", child)
+        return found
+
+    def list_models(self, series: SeriesId) -> list[str]:
+        base = self.series_dir(series)
+        if not base.is_dir():
+            return []
+        return sorted(p.name for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+    def list_versions(self, series: SeriesId, model: str) -> list[str]:
+        """Complete versions of ``model`` (oldest first); hidden temporary folders are ignored."""
+        base = self.series_dir(series) / model
+        if not base.is_dir():
+            return []
+        return sorted(
+            p.name
+            for p in base.iterdir()
+            if p.is_dir() and not p.name.startswith(".") and (p / METADATA_FILE).is_file()
+        )
+
+    def latest(self, series: SeriesId, model: str) -> str | None:
+        versions = self.list_versions(series, model)
+        return versions[-1] if versions else None
+
+    def read_metadata(self, series: SeriesId, model: str, version: str) -> ArtifactMetadata:
+        path = self.version_dir(series, model, version) / METADATA_FILE
+        return read_metadata_file(path)
+
+    def verify(self, series: SeriesId, model: str, version: str) -> ArtifactMetadata:
+        """Check metadata, every file's checksum and the library versions; return the metadata."""
+        folder = self.version_dir(series, model, version)
+        meta = self.read_metadata(series, model, version)
+        if meta.schema_version > SCHEMA_VERSION:
+            raise ArtifactError(
+                f"{folder}: metadata schema {meta.schema_version} is newer than this code "
+                f"supports ({SCHEMA_VERSION}); upgrade the pipeline"
+            )
+        for name, expected in meta.files.items():
+            path = folder / name
+            if not path.is_file():
+                raise ArtifactError(f"{path}: file listed in metadata is missing")
+            actual = sha256_file(path)
+            if actual != expected:
+                raise ArtifactError(
+                    f"{path}: checksum mismatch (expected {expected[:12]}…, got {actual[:12]}…); "
+                    "the file is corrupt or was modified: retrain or roll back"
+                )
+        needed = forecaster_class(meta.model).libraries
+        current = library_versions()
+        for lib in needed:
+            saved = meta.libraries.get(lib)
+            if saved is not None and current.get(lib) != saved:
+                raise ArtifactError(
+                    f"{folder}: saved with {lib} {saved} but {lib} {current.get(lib)} is "
+                    "installed; retrain the model or install the matching version"
+                )
+        return meta
+
+    def load(
+        self, series: SeriesId, model: str, version: str, *, with_model: bool = False
+    ) -> LoadedArtifact:
+        """Verify and load a version: metadata and forecast path, and the model if asked."""
+        meta = self.verify(series, model, version)
+        folder = self.version_dir(series, model, version)
+        try:
+            forecast = pd.read_csv(folder / FORECAST_FILE)
+            forecast["ds"] = pd.to_datetime(forecast["ds"], utc=True)
+        except (OSError, ValueError, KeyError) as exc:
+            raise ArtifactError(f"{folder / FORECAST_FILE}: unreadable forecast: {exc}") from exc
+        forecaster = None
+        if with_model:
+            try:
+                forecaster = forecaster_class(model).load(folder, meta.params)
+            except ArtifactError:
+                raise
+            except Exception as exc:
+                raise ArtifactError(f"{folder}: cannot load the {model} model: {exc}") from exc
+        return LoadedArtifact(meta, forecast, folder, forecaster)
+
+    # -- champion -----------------------------------------------------------------------------
+    def champion(self, series: SeriesId) -> ChampionPointer | None:
+        path = self.series_dir(series) / CHAMPION_FILE
+        if not path.is_file():
+            return None
+        try:
+            return ChampionPointer.model_validate_json(path.read_text("utf-8"))
+        except (OSError, ValidationError) as exc:
+            raise ArtifactError(f"{path}: unreadable champion pointer: {exc}") from exc
+
+    def promote(self, series: SeriesId, model: str, version: str, reason: str = "") -> None:
+        """Point the champion at a complete, verified version (atomic replace)."""
+        self.verify(series, model, version)
+        current = self.champion(series)
+        history = []
+        if current is not None:
+            history = [{"model": current.model, "version": current.version}, *current.previous]
+        pointer = ChampionPointer(
+            model=model,
+            version=version,
+            promoted_at=datetime.now(UTC),
+            reason=reason,
+            previous=history[:20],
+        )
+        atomic_write_json(self.series_dir(series) / CHAMPION_FILE, pointer.model_dump(mode="json"))
+        logger.info(
+            "champion of %s is now %s/%s (%s)", series.name, model, version, reason,
+            extra={"series": series.name, "model": model, "version": version},
+        )
+
+    def rollback(self, series: SeriesId) -> ChampionPointer:
+        """Point the champion back at the previous one that still verifies."""
+        current = self.champion(series)
+        if current is None or not current.previous:
+            raise ArtifactError(f"{series.name}: no previous champion to roll back to")
+        for i, prev in enumerate(current.previous):
+            try:
+                self.verify(series, prev["model"], prev["version"])
+            except ArtifactError as exc:
+                logger.warning("skipping previous champion %s: %s", prev, exc)
+                continue
+            pointer = ChampionPointer(
+                model=prev["model"],
+                version=prev["version"],
+                promoted_at=datetime.now(UTC),
+                reason=f"rollback from {current.model}/{current.version}",
+                previous=current.previous[i + 1 :],
+            )
+            atomic_write_json(
+                self.series_dir(series) / CHAMPION_FILE, pointer.model_dump(mode="json")
+            )
+            return pointer
+        raise ArtifactError(f"{series.name}: no previous champion still loads")
+
+    def prune(self, series: SeriesId, keep: int) -> list[Path]:
+        """Delete all but the newest ``keep`` versions of each model; never the champion's."""
+        champ = self.champion(series)
+        protected = set()
+        if champ is not None:
+            protected.add((champ.model, champ.version))
+            protected |= {(p["model"], p["version"]) for p in champ.previous[:1]}
+        removed = []
+        for model in self.list_models(series):
+            versions = self.list_versions(series, model)
+            for version in versions[: max(0, len(versions) - keep)]:
+                if (model, version) in protected:
+                    continue
+                path = self.version_dir(series, model, version)
+                shutil.rmtree(path)
+                removed.append(path)
+        return removed
+
+
+def read_metadata_file(path: Path) -> ArtifactMetadata:
+    """Parse a ``metadata.json``; a missing or invalid file is an :class:`ArtifactError`."""
+    try:
+        return ArtifactMetadata.model_validate_json(path.read_text("utf-8"))
+    except FileNotFoundError:
+        raise ArtifactError(f"{path}: metadata file is missing") from None
+    except (OSError, ValidationError, ValueError) as exc:
+        raise ArtifactError(f"{path}: invalid metadata: {exc}") from exc

@@ -1,0 +1,144 @@
+"""Every knob of the pipeline, read from the environment and ``.env`` (pydantic-settings).
+
+Use :func:`get_settings` everywhere; never read ``os.environ`` elsewhere.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from pipeline.errors import UsageError
+from pipeline.series import FREQUENCIES, SeriesId
+
+CommaList = Annotated[list[str], NoDecode]
+
+
+class Settings(BaseSettings):
+    """Settings; each field is the upper-case environment variable of the same name."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", validate_default=True
+    )
+
+    # Where things live
+    data_dir: Path = Path("data")
+    models_dir: Path = Path("models")
+    reports_dir: Path = Path("reports")
+
+    # What to forecast
+    coins: CommaList = ["bitcoin"]
+    vs_currency: str = "usd"
+    frequencies: CommaList = ["1d", "1h"]
+
+    # Ingestion
+    source: str = Field("auto", description="auto | coingecko | sample | csv:PATH")
+    history_days: int = Field(365, ge=1, le=5000, description="days fetched on a first ingest")
+    coingecko_base_url: str = "https://api.coingecko.com/api/v3"
+    coingecko_api_key: SecretStr | None = None
+    coingecko_api_plan: Literal["auto", "demo", "pro"] = "auto"
+    http_connect_timeout: float = Field(5.0, gt=0)
+    http_read_timeout: float = Field(30.0, gt=0)
+    http_max_attempts: int = Field(5, ge=1, le=20)
+    http_retry_budget: float = Field(60.0, gt=0, description="max seconds spent retrying")
+    http_backoff_initial: float = Field(1.0, ge=0)
+    http_backoff_max: float = Field(20.0, ge=0)
+    max_jump: float = Field(0.8, gt=0, description="largest accepted one-step relative move")
+    sample_seed: int = 42
+
+    # Processing
+    max_fill_gap: int = Field(3, ge=0, description="gaps up to this many steps are forward-filled")
+
+    # Training and serving horizons (steps)
+    horizon_1h: int = Field(48, ge=1, le=1000)
+    horizon_4h: int = Field(42, ge=1, le=1000)
+    horizon_1d: int = Field(30, ge=1, le=1000)
+    n_jobs: int = Field(1, description="parallel fits (joblib); -1 = all cores")
+    keep_versions: int = Field(5, ge=1)
+
+    # API
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(8000, ge=1, le=65535)
+    api_key: SecretStr | None = None
+    admin_api_key: SecretStr | None = None
+    cors_origins: CommaList = []
+    rate_limit_per_minute: int = Field(600, ge=0, description="per client; 0 disables")
+    max_body_bytes: int = Field(65536, ge=1024)
+    max_batch_size: int = Field(100, ge=1)
+
+    # Logging
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    log_format: Literal["auto", "json", "text"] = "auto"
+
+    @field_validator("coins", "frequencies", "cors_origins", mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("frequencies")
+    @classmethod
+    def _known_freqs(cls, value: list[str]) -> list[str]:
+        bad = [f for f in value if f not in FREQUENCIES]
+        if bad:
+            raise ValueError(f"unknown frequency {bad}: use {', '.join(FREQUENCIES)}")
+        return value
+
+    @field_validator("coins")
+    @classmethod
+    def _valid_coins(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("at least one coin is needed")
+        for coin in value:
+            SeriesId(coin, "usd", "1d")
+        return value
+
+    @field_validator("source")
+    @classmethod
+    def _valid_source(cls, value: str) -> str:
+        if value in {"auto", "coingecko", "sample"} or (value.startswith("csv:") and value[4:]):
+            return value
+        raise ValueError("use auto, coingecko, sample or csv:PATH")
+
+    @field_validator("coingecko_base_url")
+    @classmethod
+    def _valid_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    def horizon(self, freq: str) -> int:
+        """Maximum forecast horizon (steps) served for ``freq``."""
+        return {"1h": self.horizon_1h, "4h": self.horizon_4h, "1d": self.horizon_1d}[freq]
+
+    def series(self) -> list[SeriesId]:
+        """Every configured series, in configuration order."""
+        return [SeriesId(c, self.vs_currency, f) for c in self.coins for f in self.frequencies]
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings, turning validation errors into a :class:`UsageError` naming the variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']).upper() or 'SETTINGS'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise UsageError(f"invalid setting(s): {problems}") from None
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings (cached; tests call ``get_settings.cache_clear()``)."""
+    return load_settings()

@@ -1,0 +1,58 @@
+"""Forecaster registry: names -> classes, imported lazily (prophet and statsmodels are slow)."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from pipeline.errors import UsageError
+from pipeline.forecasters.base import DEFAULT_LEVELS, Forecaster, interval_columns
+
+#: name -> "module:Class" (module under pipeline.forecasters)
+REGISTRY: dict[str, str] = {
+    "naive": "baselines:Naive",
+    "drift": "baselines:Drift",
+    "arima": "arima:AutoARIMA",
+    "prophet": "prophet_model:ProphetForecaster",
+}
+
+DEFAULT_MODELS: tuple[str, ...] = ("naive", "drift", "arima", "prophet")
+
+
+def forecaster_class(name: str) -> type[Forecaster]:
+    """The class registered under ``name``."""
+    try:
+        module_name, class_name = REGISTRY[name].split(":")
+    except KeyError:
+        raise UsageError(f"unknown model {name!r}: choose from {', '.join(REGISTRY)}") from None
+    module = importlib.import_module(f"pipeline.forecasters.{module_name}")
+    cls: type[Forecaster] = getattr(module, class_name)
+    return cls
+
+
+def make_forecaster(name: str, **params: Any) -> Forecaster:
+    """A fresh, unfitted forecaster."""
+    return forecaster_class(name)(**params)
+
+
+def parse_models(text: str | None) -> list[str]:
+    """``"naive,arima"`` -> ``["naive", "arima"]``, validated; ``None`` -> all defaults."""
+    if not text:
+        return list(DEFAULT_MODELS)
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    for name in names:
+        if name not in REGISTRY:
+            raise UsageError(f"unknown model {name!r}: choose from {', '.join(REGISTRY)}")
+    return names
+
+
+__all__ = [
+    "DEFAULT_LEVELS",
+    "DEFAULT_MODELS",
+    "REGISTRY",
+    "Forecaster",
+    "forecaster_class",
+    "interval_columns",
+    "make_forecaster",
+    "parse_models",
+]
