@@ -1,0 +1,441 @@
+"""Training stage: holdout metrics, a fresh refit on all data, versioned artifacts, a champion.
+
+For every (series, model) pair, in parallel with joblib:
+
+1. fit the model on the series minus its last ``holdout`` points and score the holdout forecast
+   (:func:`pipeline.metrics.forecast_metrics`);
+2. fit a *fresh* forecaster on the whole (windowed) series and write it as a new version
+   (:meth:`pipeline.artifacts.ArtifactStore.write_version`).
+
+Once every version of a series is complete, :func:`pipeline.evaluate.select_champion` picks the
+champion from the holdout metrics and the champion pointer is replaced. The naive baseline is
+always trained, so that every champion has beaten it. A model that fails is recorded with its
+reason and the others go on.
+
+CLI: ``python -m pipeline.train --coin bitcoin --freq 1d --models naive,arima``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from joblib import Parallel, delayed
+
+from pipeline.artifacts import ArtifactMetadata, ArtifactStore
+from pipeline.config import Settings, load_settings
+from pipeline.errors import ForecastError, PipelineError, UsageError
+from pipeline.forecasters import make_forecaster, parse_models
+from pipeline.logs import configure_logging
+from pipeline.series import SeriesId
+
+logger = logging.getLogger(__name__)
+
+#: The baseline every champion must beat; trained even when not asked for.
+BASELINE = "naive"
+
+
+@dataclass
+class TrainResult:
+    """What training one series produced."""
+
+    series: SeriesId
+    versions: dict[str, ArtifactMetadata] = field(default_factory=dict)
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    champion: str | None = None
+    champion_reason: str = ""
+    failures: dict[str, str] = field(default_factory=dict)
+    #: Points the artifacts were fitted on (after ``--until`` and ``--train-window``).
+    n_points: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """At least one model produced a version."""
+        return bool(self.versions)
+
+
+@dataclass
+class _Task:
+    """Everything one worker needs: picklable, no settings object."""
+
+    series: SeriesId
+    model: str
+    params: dict[str, Any]
+    y: pd.Series
+    holdout: int
+    horizon: int
+    models_dir: Path
+    data_file: Path | None
+    data_source: str | None
+    extra: dict[str, Any]
+
+
+@dataclass
+class _Outcome:
+    series: SeriesId
+    model: str
+    metrics: dict[str, float] | None = None
+    metadata: ArtifactMetadata | None = None
+    error: str | None = None
+    seconds: float = 0.0
+
+
+# -- inputs ---------------------------------------------------------------------------------------
+def parse_order(text: str | None) -> tuple[int, int, int] | None:
+    """``"1,1,0"`` -> ``(1, 1, 0)``."""
+    if not text:
+        return None
+    try:
+        p, d, q = (int(part) for part in text.split(","))
+    except ValueError:
+        raise UsageError(f"invalid --order {text!r}: expected three integers like 1,1,0") from None
+    if min(p, d, q) < 0 or d > 2:
+        raise UsageError(f"invalid --order {text!r}: p, q >= 0 and 0 <= d <= 2")
+    return p, d, q
+
+
+def parse_until(text: str | None) -> datetime | None:
+    """``YYYY-MM-DD`` (or an ISO timestamp) as an aware UTC datetime."""
+    if not text:
+        return None
+    try:
+        stamp = pd.Timestamp(text)
+    except ValueError:
+        raise UsageError(f"invalid --until {text!r}: expected YYYY-MM-DD") from None
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    return stamp.to_pydatetime()
+
+
+def raw_meta(data_dir: Path, series: SeriesId) -> dict[str, Any]:
+    """The raw file's ``meta.json`` (4h series come from the hourly raw file); ``{}`` if absent."""
+    raw_freq = "1h" if series.freq == "4h" else series.freq
+    path = Path(data_dir) / "raw" / f"{SeriesId(series.coin, series.vs, raw_freq).name}.meta.json"
+    try:
+        meta = json.loads(path.read_text("utf-8"))
+    except FileNotFoundError:
+        logger.warning("no raw metadata at %s: data source unknown", path)
+        return {}
+    except (OSError, ValueError) as exc:
+        logger.warning("unreadable raw metadata %s: %s", path, exc)
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def training_series(
+    series: SeriesId,
+    settings: Settings,
+    *,
+    train_window: int | None = None,
+    until: datetime | None = None,
+) -> pd.Series:
+    """The processed prices, strictly before ``until``, then the last ``train_window`` points."""
+    from pipeline.process import load_training_series
+
+    y = load_training_series(settings.data_dir, series)
+    if until is not None:
+        y = y[y.index < pd.Timestamp(until)]
+        if y.empty:
+            raise UsageError(f"{series.name}: no processed data before {until:%Y-%m-%d %H:%M} UTC")
+    if train_window is not None:
+        if train_window < 1:
+            raise UsageError(f"--train-window must be >= 1, got {train_window}")
+        y = y.iloc[-train_window:]
+    return y
+
+
+def model_params(model: str, order: tuple[int, int, int] | None) -> dict[str, Any]:
+    """Constructor parameters for ``model`` from the CLI options."""
+    if model == "arima" and order is not None:
+        return {"order": order}
+    return {}
+
+
+# -- one (series, model) fit ------------------------------------------------------------------
+def _run_task(task: _Task) -> _Outcome:
+    """Holdout score, then a fresh refit on all points, written as a version. Never raises."""
+    from pipeline.metrics import forecast_metrics
+
+    start = time.perf_counter()
+    outcome = _Outcome(task.series, task.model)
+    try:
+        y, h = task.y, task.holdout
+        if len(y) <= h:
+            raise ForecastError(
+                f"{task.model}: {len(y)} points cannot hold out {h}; "
+                "lower --holdout or use more data"
+            )
+        train, actual = y.iloc[:-h], y.iloc[-h:]
+        scored = make_forecaster(task.model, **task.params).fit(train)
+        forecast = scored.predict(h)
+        metrics = {
+            k: float(v) for k, v in forecast_metrics(actual.to_numpy(), forecast, train).items()
+        }
+        final = make_forecaster(task.model, **task.params).fit(y)
+        outcome.metadata = ArtifactStore(task.models_dir).write_version(
+            task.series,
+            final,
+            y,
+            horizon=task.horizon,
+            metrics=dict[str, float | None](metrics),
+            data_file=task.data_file,
+            data_source=task.data_source,
+            extra=task.extra,
+        )
+        outcome.metrics = metrics
+    except Exception as exc:  # noqa: BLE001 - one model failing must not stop the others
+        outcome.error = f"{type(exc).__name__}: {exc}"
+    outcome.seconds = time.perf_counter() - start
+    return outcome
+
+
+def _progress(outcomes: Iterator[_Outcome], total: int) -> Iterator[_Outcome]:
+    """A tqdm bar on a terminal, one log line per finished fit otherwise."""
+    if sys.stderr.isatty():
+        from tqdm import tqdm
+
+        yield from tqdm(outcomes, total=total, desc="training", unit="fit", file=sys.stderr)
+        return
+    for done, outcome in enumerate(outcomes, start=1):
+        logger.info(
+            "fit %d/%d done: %s %s (%.1fs, %s)",
+            done,
+            total,
+            outcome.series.name,
+            outcome.model,
+            outcome.seconds,
+            "ok" if outcome.error is None else "failed",
+        )
+        yield outcome
+
+
+# -- stage functions ------------------------------------------------------------------------
+def train_many(
+    series_list: Sequence[SeriesId],
+    settings: Settings,
+    *,
+    models: Sequence[str] | None = None,
+    order: tuple[int, int, int] | None = None,
+    train_window: int | None = None,
+    until: datetime | None = None,
+    holdout: int | None = None,
+    promote: bool = True,
+    n_jobs: int | None = None,
+) -> list[TrainResult]:
+    """Train ``models`` for every series in parallel; promote each series' champion at the end.
+
+    Raises a :class:`PipelineError` when a series cannot be read; model failures are recorded
+    in :attr:`TrainResult.failures` instead.
+    """
+    names = list(dict.fromkeys(models)) if models else parse_models(None)
+    if BASELINE not in names:
+        names.insert(0, BASELINE)
+    if holdout is not None and holdout < 1:
+        raise UsageError(f"--holdout must be >= 1, got {holdout}")
+    store = ArtifactStore(settings.models_dir)
+    results: dict[SeriesId, TrainResult] = {}
+    tasks: list[_Task] = []
+    for series in series_list:
+        from pipeline.process import processed_path
+
+        y = training_series(series, settings, train_window=train_window, until=until)
+        meta = raw_meta(settings.data_dir, series)
+        h = holdout if holdout is not None else settings.horizon(series.freq)
+        extra: dict[str, Any] = {"simulated": bool(meta.get("simulated", False)), "holdout": h}
+        if until is not None:
+            extra["until"] = until.isoformat()
+        results[series] = TrainResult(series, n_points=len(y))
+        logger.info(
+            "training %s on %d points (%s .. %s), holdout %d, models %s",
+            series.name,
+            len(y),
+            y.index[0],
+            y.index[-1],
+            h,
+            ",".join(names),
+            extra={"series": series.name},
+        )
+        for model in names:
+            tasks.append(
+                _Task(
+                    series=series,
+                    model=model,
+                    params=model_params(model, order),
+                    y=y,
+                    holdout=h,
+                    horizon=settings.horizon(series.freq),
+                    models_dir=store.root,
+                    data_file=processed_path(settings.data_dir, series),
+                    data_source=meta.get("source"),
+                    extra=extra,
+                )
+            )
+
+    jobs = settings.n_jobs if n_jobs is None else n_jobs
+    parallel = Parallel(n_jobs=jobs, return_as="generator_unordered")
+    for outcome in _progress(parallel(delayed(_run_task)(t) for t in tasks), len(tasks)):
+        result = results[outcome.series]
+        if outcome.error is not None or outcome.metadata is None or outcome.metrics is None:
+            result.failures[outcome.model] = outcome.error or "no artifact written"
+            logger.error(
+                "%s %s failed: %s",
+                outcome.series.name,
+                outcome.model,
+                outcome.error,
+                extra={"series": outcome.series.name, "model": outcome.model},
+            )
+            continue
+        result.versions[outcome.model] = outcome.metadata
+        result.metrics[outcome.model] = outcome.metrics
+        logger.info(
+            "%s %s: holdout MASE %.4f, version %s",
+            outcome.series.name,
+            outcome.model,
+            outcome.metrics.get("mase", float("nan")),
+            outcome.metadata.version,
+            extra={"series": outcome.series.name, "model": outcome.model},
+        )
+
+    for result in results.values():
+        _choose_champion(store, result, promote=promote)
+    return list(results.values())
+
+
+def _choose_champion(store: ArtifactStore, result: TrainResult, *, promote: bool) -> None:
+    """Select (and unless ``promote`` is false, promote) the champion of a finished series."""
+    if not result.versions:
+        logger.error("%s: every model failed; the champion is unchanged", result.series.name)
+        return
+    from pipeline.evaluate import select_champion
+
+    ordered = {m: result.metrics[m] for m in sorted(result.metrics)}
+    champion, reason = select_champion(ordered)
+    result.champion, result.champion_reason = champion, reason
+    if promote:
+        store.promote(result.series, champion, result.versions[champion].version, reason)
+    else:
+        logger.info(
+            "%s: champion would be %s (%s); not promoted", result.series.name, champion, reason
+        )
+
+
+def train_series(
+    series: SeriesId,
+    settings: Settings,
+    *,
+    models: Sequence[str],
+    order: tuple[int, int, int] | None = None,
+    train_window: int | None = None,
+    until: datetime | None = None,
+    holdout: int | None = None,
+    promote: bool = True,
+    n_jobs: int = 1,
+) -> TrainResult:
+    """Train ``models`` on one series (see :func:`train_many`)."""
+    (result,) = train_many(
+        [series],
+        settings,
+        models=models,
+        order=order,
+        train_window=train_window,
+        until=until,
+        holdout=holdout,
+        promote=promote,
+        n_jobs=n_jobs,
+    )
+    return result
+
+
+# -- CLI ------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline.train",
+        description="Fit forecasters, score them on a holdout, write versioned artifacts and "
+        "promote the champion.",
+    )
+    parser.add_argument("--coin", help="CoinGecko coin id (default: every configured coin)")
+    parser.add_argument("--vs", help="quote currency (default: settings VS_CURRENCY)")
+    parser.add_argument("--freq", help="1h, 4h or 1d, comma-separated (default: FREQUENCIES)")
+    parser.add_argument("--models", help="comma-separated: naive,drift,arima,prophet (default all)")
+    parser.add_argument("--order", help="fix the ARIMA order, e.g. 1,1,0 (default: automatic)")
+    parser.add_argument("--train-window", type=int, help="train on the last N points only")
+    parser.add_argument("--until", help="train only on data strictly before YYYY-MM-DD (UTC)")
+    parser.add_argument("--holdout", type=int, help="points held out for metrics (default horizon)")
+    parser.add_argument("--models-dir", type=Path, help="models folder (default: MODELS_DIR)")
+    parser.add_argument("--data-dir", type=Path, help="data folder (default: DATA_DIR)")
+    parser.add_argument("--n-jobs", type=int, help="parallel fits, -1 = all cores (default N_JOBS)")
+    parser.add_argument("--no-promote", action="store_true", help="write versions only")
+    return parser
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """Settings with the CLI's overrides applied (validated like the environment)."""
+    overrides: dict[str, object] = {}
+    for arg, key in (
+        ("coin", "coins"),
+        ("vs", "vs_currency"),
+        ("freq", "frequencies"),
+        ("models_dir", "models_dir"),
+        ("data_dir", "data_dir"),
+        ("n_jobs", "n_jobs"),
+    ):
+        value = getattr(args, arg, None)
+        if value is not None:
+            overrides[key] = value
+    return load_settings(**overrides)
+
+
+def format_metrics(result: TrainResult) -> str:
+    lines = [f"{result.series.name} ({result.n_points} points)"]
+    for model in sorted({*result.metrics, *result.failures}):
+        if model in result.failures:
+            lines.append(f"  {model:<8} FAILED  {result.failures[model]}")
+            continue
+        mase = result.metrics[model].get("mase")
+        marker = "  <- champion" if model == result.champion else ""
+        version = result.versions[model].version
+        lines.append(f"  {model:<8} MASE {mase:.4f}  {version}{marker}")
+    if result.champion:
+        lines.append(f"  champion: {result.champion} ({result.champion_reason})")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = settings_from_args(args)
+        configure_logging(settings.log_level, settings.log_format)
+        models = parse_models(args.models)
+        results = train_many(
+            settings.series(),
+            settings,
+            models=models,
+            order=parse_order(args.order),
+            train_window=args.train_window,
+            until=parse_until(args.until),
+            holdout=args.holdout,
+            promote=not args.no_promote,
+            n_jobs=args.n_jobs,
+        )
+    except PipelineError as exc:
+        logger.error("training failed: %s", exc)
+        return exc.exit_code
+    for result in results:
+        sys.stdout.write(format_metrics(result) + "\n")
+    failed = [r.series.name for r in results if not r.ok]
+    if failed:
+        logger.error("every model failed for %s", ", ".join(failed))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
