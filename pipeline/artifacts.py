@@ -127,9 +127,13 @@ def code_version() -> str:
 
 
 def new_version(now: datetime | None = None) -> str:
-    """A sortable, unique version id such as ``20261121T101500Z-3fa2c1``."""
+    """A sortable, unique version id such as ``20261121T101500123456Z-3fa2c1``.
+
+    Microseconds keep versions written within the same second in creation order (listing,
+    ``latest`` and ``prune`` sort by name).
+    """
     now = now or datetime.now(UTC)
-    return f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+    return f"{now:%Y%m%dT%H%M%S%fZ}-{secrets.token_hex(3)}"
 
 
 class ArtifactStore:
@@ -258,7 +262,16 @@ class ArtifactStore:
                 f"{folder}: metadata schema {meta.schema_version} is newer than this code "
                 f"supports ({SCHEMA_VERSION}); upgrade the pipeline"
             )
+        if (meta.series, meta.model, meta.version) != (series.name, model, version):
+            raise ArtifactError(
+                f"{folder / METADATA_FILE}: describes {meta.series}/{meta.model}/{meta.version}, "
+                "not this folder; the version was copied or edited by hand"
+            )
+        if FORECAST_FILE not in meta.files:
+            raise ArtifactError(f"{folder / METADATA_FILE}: lists no checksum for {FORECAST_FILE}")
         for name, expected in meta.files.items():
+            if Path(name).name != name or name in {"", ".", ".."}:
+                raise ArtifactError(f"{folder / METADATA_FILE}: invalid file name {name!r}")
             path = folder / name
             if not path.is_file():
                 raise ArtifactError(f"{path}: file listed in metadata is missing")
@@ -268,7 +281,10 @@ class ArtifactStore:
                     f"{path}: checksum mismatch (expected {expected[:12]}…, got {actual[:12]}…); "
                     "the file is corrupt or was modified: retrain or roll back"
                 )
-        needed = forecaster_class(meta.model).libraries
+        try:
+            needed = forecaster_class(meta.model).libraries
+        except Exception as exc:  # unknown model name or a model module that fails to import
+            raise ArtifactError(f"{folder}: cannot use model {meta.model!r}: {exc}") from exc
         current = library_versions()
         for lib in needed:
             saved = meta.libraries.get(lib)
@@ -336,6 +352,8 @@ class ArtifactStore:
         if current is None or not current.previous:
             raise ArtifactError(f"{series.name}: no previous champion to roll back to")
         for i, prev in enumerate(current.previous):
+            if (prev["model"], prev["version"]) == (current.model, current.version):
+                continue
             try:
                 self.verify(series, prev["model"], prev["version"])
             except ArtifactError as exc:
