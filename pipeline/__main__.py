@@ -1,0 +1,178 @@
+"""``python -m pipeline``: ingest -> process -> train for the configured coins and frequencies.
+
+Hourly and daily raw files are ingested (a 4h series is processed from the hourly one), every
+configured series is processed, then every series x model is trained in parallel and each
+series' champion promoted. The run stops at the first failing stage with a message naming the
+stage and the series, and exits non-zero (1 failed, 2 bad usage or input). A short summary
+table is printed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from pipeline.artifacts import ArtifactStore
+from pipeline.config import Settings, load_settings
+from pipeline.errors import PipelineError
+from pipeline.forecasters import parse_models
+from pipeline.logs import configure_logging
+from pipeline.series import SeriesId
+from pipeline.train import TrainResult, train_many
+
+logger = logging.getLogger(__name__)
+
+
+class StageError(Exception):
+    """A stage failed; carries the exit code of the underlying error."""
+
+    def __init__(self, stage: str, series: SeriesId | None, exc: BaseException) -> None:
+        where = f" for {series.name}" if series is not None else ""
+        super().__init__(f"{stage} failed{where}: {exc}")
+        self.exit_code = exc.exit_code if isinstance(exc, PipelineError) else 1
+
+
+def raw_series(series: Sequence[SeriesId]) -> list[SeriesId]:
+    """The raw series to ingest: 4h series are built from hourly data."""
+    wanted: dict[SeriesId, None] = {}
+    for s in series:
+        wanted[SeriesId(s.coin, s.vs, "1h") if s.freq == "4h" else s] = None
+    return list(wanted)
+
+
+def run_ingest(series: Sequence[SeriesId], settings: Settings, days: int | None) -> None:
+    from pipeline.ingest import ingest_series
+
+    for raw in raw_series(series):
+        start = time.perf_counter()
+        try:
+            result = ingest_series(raw, settings, source=settings.source, days=days)
+        except Exception as exc:
+            raise StageError("ingest", raw, exc) from exc
+        logger.info(
+            "ingested %s from %s: %d new rows, %d total (%.1fs)",
+            raw.name, result.source_used, result.rows_added, result.rows_total,
+            time.perf_counter() - start,
+            extra={"series": raw.name, "stage": "ingest"},
+        )  # fmt: skip
+
+
+def run_process(series: Sequence[SeriesId], settings: Settings) -> None:
+    from pipeline.process import process_series
+
+    for s in series:
+        start = time.perf_counter()
+        try:
+            process_series(s, settings)
+        except Exception as exc:
+            raise StageError("process", s, exc) from exc
+        logger.info(
+            "processed %s (%.1fs)", s.name, time.perf_counter() - start,
+            extra={"series": s.name, "stage": "process"},
+        )  # fmt: skip
+
+
+def summary_table(results: Sequence[TrainResult], store: ArtifactStore) -> str:
+    """One row per series: points, ARIMA order, holdout MASE per model, champion, path."""
+    models = sorted({m for r in results for m in (*r.metrics, *r.failures)})
+    header = ["series", "rows", "arima order", *(f"{m} MASE" for m in models), "champion", "path"]
+    rows = [header]
+    for r in results:
+        arima = r.versions.get("arima")
+        order = arima.params.get("order") if arima is not None else None
+        cells = [r.series.name, str(r.n_points), _fmt_order(order)]
+        for m in models:
+            if m in r.failures:
+                cells.append("failed")
+            elif m in r.metrics:
+                mase = r.metrics[m].get("mase")
+                cells.append("n/a" if mase is None or mase != mase else f"{mase:.3f}")
+            else:
+                cells.append("-")
+        champ = r.versions.get(r.champion) if r.champion else None
+        cells.append(r.champion or "none")
+        cells.append(str(store.version_dir(r.series, champ.model, champ.version)) if champ else "-")
+        rows.append(cells)
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
+    ]
+    failures = [f"{r.series.name} {m}: {why}" for r in results for m, why in r.failures.items()]
+    if failures:
+        lines += ["", "failed fits:", *(f"  {line}" for line in failures)]
+    return "\n".join(lines)
+
+
+def _fmt_order(order: object) -> str:
+    if isinstance(order, list | tuple):
+        return "(" + ",".join(str(v) for v in order) + ")"
+    return "-" if order is None else str(order)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline",
+        description="Run ingest -> process -> train for the configured coins and frequencies.",
+    )
+    parser.add_argument("--source", help="auto | coingecko | sample | csv:PATH (default SOURCE)")
+    parser.add_argument("--coin", help="coin id(s), comma-separated (default COINS)")
+    parser.add_argument("--vs", help="quote currency (default VS_CURRENCY)")
+    parser.add_argument("--freq", help="1h, 4h, 1d, comma-separated (default FREQUENCIES)")
+    parser.add_argument("--models", help="naive,drift,arima,prophet (default all)")
+    parser.add_argument("--days", type=int, help="days of history on a first ingest")
+    parser.add_argument("--data-dir", type=Path, help="data folder (default DATA_DIR)")
+    parser.add_argument("--models-dir", type=Path, help="models folder (default MODELS_DIR)")
+    parser.add_argument("--n-jobs", type=int, help="parallel fits, -1 = all cores (default N_JOBS)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    overrides: dict[str, object] = {}
+    for arg, key in (
+        ("source", "source"), ("coin", "coins"), ("vs", "vs_currency"), ("freq", "frequencies"),
+        ("days", "history_days"), ("data_dir", "data_dir"), ("models_dir", "models_dir"),
+        ("n_jobs", "n_jobs"),
+    ):  # fmt: skip
+        value = getattr(args, arg)
+        if value is not None:
+            overrides[key] = value
+    started = time.perf_counter()
+    try:
+        settings = load_settings(**overrides)
+        configure_logging(settings.log_level, settings.log_format)
+        models = parse_models(args.models)
+    except PipelineError as exc:
+        configure_logging()
+        logger.error("%s", exc)
+        return exc.exit_code
+    series = settings.series()
+    logger.info(
+        "pipeline: %s, source %s, models %s",
+        ", ".join(s.name for s in series), settings.source, ",".join(models),
+    )  # fmt: skip
+    try:
+        run_ingest(series, settings, args.days)
+        run_process(series, settings)
+        try:
+            results = train_many(series, settings, models=models, n_jobs=settings.n_jobs)
+        except Exception as exc:
+            raise StageError("train", None, exc) from exc
+    except StageError as exc:
+        logger.error("pipeline stopped: %s", exc)
+        return exc.exit_code
+    sys.stdout.write(summary_table(results, ArtifactStore(settings.models_dir)) + "\n")
+    failed = [r.series.name for r in results if not r.ok or r.champion is None]
+    if failed:
+        logger.error("pipeline stopped: train produced no champion for %s", ", ".join(failed))
+        return 1
+    logger.info("pipeline done in %.1fs", time.perf_counter() - started)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
