@@ -1,3 +1,4 @@
+# HELPERS: read /work/HELPER-BRIEF.md first (agreed interfaces + common rules). Lead removes this line.
 """Every knob of the pipeline, read from the environment and ``.env`` (pydantic-settings).
 
 Use :func:`get_settings` everywhere; never read ``os.environ`` elsewhere.
@@ -69,6 +70,24 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = Field(600, ge=0, description="per client; 0 disables")
     max_body_bytes: int = Field(65536, ge=1024)
     max_batch_size: int = Field(100, ge=1)
+    model_poll_seconds: float = Field(
+        0.0, ge=0, description="re-check champion pointers this often (s); 0 = off"
+    )
+    prometheus_multiproc_dir: Path | None = Field(
+        None, description="set by api_service.py for several workers (multiprocess metrics)"
+    )
+
+    # Retraining scheduler
+    retrain_at: str = Field("02:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$", description="UTC HH:MM")
+    retrain_catchup: bool = True
+    stage_timeout_seconds: float = Field(1800.0, gt=0)
+    gate_mase_tolerance: float = Field(0.05, ge=0, description="candidate vs naive MASE")
+    gate_coverage_low: float = Field(0.85, ge=0, le=1)
+    gate_coverage_high: float = Field(0.99, ge=0, le=1)
+    promotion_tolerance: float = Field(0.02, ge=0, description="allowed relative MASE worsening")
+    api_url: str | None = None
+    alert_webhook_url: str | None = None
+    scheduler_metrics_port: int = Field(9100, ge=0, le=65535, description="0 disables")
 
     # Logging
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"

@@ -1,3 +1,4 @@
+# HELPERS: read /work/HELPER-BRIEF.md first (agreed interfaces + common rules). Lead removes this line.
 """Atomic file writes and checksums: readers never see a half-written file."""
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[An
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
-        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as fh:
+        encoding = None if "b" in mode else "utf-8"
+        with os.fdopen(fd, mode, encoding=encoding) as fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
