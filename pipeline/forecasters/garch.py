@@ -179,15 +179,7 @@ class GarchForecaster(Forecaster):
     #: GJR leverage term (``o=1``).
     asymmetric: ClassVar[bool] = False
 
-    #: Keys of ``fitted_params`` (accepted and ignored by ``__init__`` when loading).
-    FITTED_KEYS: ClassVar[frozenset[str]] = frozenset(
-        {*GarchParams.__dataclass_fields__, "persistence", "n_returns"}
-    )
-
-    def __init__(self, *, simulations: int = 4000, seed: int = 0, **fitted: Any) -> None:
-        unknown = set(fitted) - self.FITTED_KEYS
-        if unknown:
-            raise UsageError(f"{self.name}: unknown parameter(s) {', '.join(sorted(unknown))}")
+    def __init__(self, *, simulations: int = 4000, seed: int = 0) -> None:
         if simulations < 100:
             raise UsageError(f"{self.name}: simulations must be >= 100, got {simulations}")
         super().__init__(simulations=int(simulations), seed=int(seed))

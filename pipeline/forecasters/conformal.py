@@ -1,0 +1,325 @@
+"""Conformal calibration of any forecaster's intervals from its own rolling backtest.
+
+``Conformal(base="garch", method="split")`` fits the base model on the whole training series and,
+to calibrate it, refits it at ``calibration_origins`` origins spread over the later part of the
+*same* training series (each fit sees only the data before its origin: no look-ahead) and
+forecasts ``horizon`` steps from each. For every origin, step ``k`` and level ``L`` the
+*normalised log error* is
+
+    s = (log actual - log mean) / (log upper_L - log mean)   when the actual is above the mean,
+    s = (log mean - log actual) / (log mean - log lower_L)   otherwise,
+
+so ``s <= 1`` exactly when the base interval covered the actual. The calibrated interval scales
+both half-widths (in log space) by a factor ``f[k, L]``:
+
+* ``method="split"`` (split conformal): ``f`` is the ``ceil((n + 1) L / 100)``-th smallest of the
+  ``n`` scores, which gives coverage >= L% for exchangeable errors;
+* ``method="adaptive"`` (adaptive conformal inference, Gibbs & Candès 2021): the level is updated
+  along the origins in time order, ``a <- a + gamma (1 - L/100 - miss)``, so a run of recent
+  misses widens the final interval and a run of hits narrows it; ``f`` is the score quantile at
+  the final level.
+
+The scores of each step are pooled with those of ``pool_steps`` neighbouring steps on each side
+(the normalised errors of nearby steps are alike; 40 origins alone give a noisy 95% quantile).
+Steps beyond the calibrated horizon use the last step's factors. The origins, raw coverage,
+scores and factors are reported by :meth:`Conformal.fitted_params`, so the artifact metadata
+records the whole calibration.
+
+Refitting: by default each calibration model is built with the hyper-parameters the full-window
+fit chose (``reuse_fitted=True``: e.g. an ARIMA order, when the base constructor accepts it), so
+no model search is repeated 40 times; parameters are still re-estimated at each origin.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from pipeline.errors import ForecastError, UsageError
+from pipeline.forecasters import forecaster_class
+from pipeline.forecasters.base import Forecaster, constructor_params
+from pipeline.forecasters.composite import (
+    RollingForecasts,
+    calibration_origins,
+    default_horizon,
+    load_member,
+    rolling_forecasts,
+    save_member,
+)
+
+logger = logging.getLogger(__name__)
+
+STATE_FILE = "conformal.json"
+BASE_PREFIX = "base__"
+_TINY = 1e-12
+#: Fewest distinct calibration origins accepted.
+MIN_ORIGINS = 10
+
+
+def conformal_quantile(scores: np.ndarray, level: float) -> float:
+    """The ``ceil((n + 1) level)``-th smallest score (the largest when that rank exceeds n)."""
+    s = np.sort(scores[np.isfinite(scores)])
+    if s.size == 0:
+        return 1.0
+    if level >= 1.0:
+        return float(s[-1])
+    rank = math.ceil((s.size + 1) * max(level, 0.0))
+    return float(s[min(max(rank, 1), s.size) - 1])
+
+
+def normalised_scores(rf: RollingForecasts, level: int) -> np.ndarray:
+    """``(n_origins, horizon)`` scores: <= 1 where the base ``level`` interval covered."""
+    up = rf.actual >= rf.mean
+    hw_up = np.maximum(rf.upper[level] - rf.mean, _TINY)
+    hw_lo = np.maximum(rf.mean - rf.lower[level], _TINY)
+    return np.where(up, (rf.actual - rf.mean) / hw_up, (rf.mean - rf.actual) / hw_lo)
+
+
+def pooled(scores: np.ndarray, k: int, width: int) -> np.ndarray:
+    """Scores of step ``k`` and its ``width`` neighbours on each side: ``(n_origins, m)``."""
+    return scores[:, max(0, k - width) : k + width + 1]
+
+
+def split_factors(scores: np.ndarray, level: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-step split-conformal factors and the levels used (nominal)."""
+    h = scores.shape[1]
+    factors = np.array(
+        [conformal_quantile(pooled(scores, k, width).ravel(), level / 100) for k in range(h)]
+    )
+    return factors, np.full(h, level / 100)
+
+
+def adaptive_factors(
+    scores: np.ndarray, level: int, width: int, gamma: float, warmup: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-step ACI factors: the level tracks the miscoverage along the origins (time order)."""
+    target = 1.0 - level / 100.0
+    h = scores.shape[1]
+    factors = np.empty(h)
+    final_levels = np.empty(h)
+    for k in range(h):
+        block = pooled(scores, k, width)
+        alpha = target
+        for i in range(warmup, block.shape[0]):
+            q = conformal_quantile(block[:i].ravel(), 1.0 - alpha)
+            miss = float(np.mean(block[i] > q))
+            alpha += gamma * (target - miss)
+        final_levels[k] = min(max(1.0 - alpha, 0.0), 1.0)
+        factors[k] = conformal_quantile(block.ravel(), final_levels[k])
+    return factors, final_levels
+
+
+class Conformal(Forecaster):
+    """Any registered forecaster with conformally calibrated 80%/95% intervals."""
+
+    name: ClassVar[str] = "conformal"
+    min_points: ClassVar[int] = 60
+    libraries: ClassVar[tuple[str, ...]] = ()
+    complexity: ClassVar[int] = 3
+    default_base: ClassVar[str] = "naive"
+    default_method: ClassVar[str] = "split"
+
+    def __init__(
+        self,
+        *,
+        base: str | None = None,
+        base_params: dict[str, Any] | None = None,
+        method: str | None = None,
+        calibration_origins: int = 40,
+        horizon: int | None = None,
+        levels: tuple[int, ...] | list[int] = (80, 95),
+        min_train_fraction: float = 0.5,
+        pool_steps: int = 2,
+        gamma: float = 0.01,
+        warmup: int = 10,
+        reuse_fitted: bool = True,
+    ) -> None:
+        base = base or self.default_base
+        method = method or self.default_method
+        if method not in ("split", "adaptive"):
+            raise UsageError(f"{self.name}: method must be 'split' or 'adaptive', got {method!r}")
+        if base in ("conformal",) or base.startswith("conformal_"):
+            raise UsageError(f"{self.name}: the base model cannot itself be conformal ({base})")
+        if calibration_origins < MIN_ORIGINS:
+            raise UsageError(
+                f"{self.name}: calibration_origins must be >= {MIN_ORIGINS}, "
+                f"got {calibration_origins}"
+            )
+        if not 0.1 <= min_train_fraction < 1:
+            raise UsageError(f"{self.name}: min_train_fraction must be in [0.1, 1)")
+        super().__init__(
+            base=base,
+            base_params=dict(base_params or {}),
+            method=method,
+            calibration_origins=int(calibration_origins),
+            horizon=None if horizon is None else int(horizon),
+            levels=sorted(int(lv) for lv in levels),
+            min_train_fraction=float(min_train_fraction),
+            pool_steps=int(pool_steps),
+            gamma=float(gamma),
+            warmup=int(warmup),
+            reuse_fitted=bool(reuse_fitted),
+        )
+        self.base_cls_ = forecaster_class(base)
+
+    # -- fitting ------------------------------------------------------------------------------
+    def _fit(self, y: pd.Series) -> None:
+        p = self.params
+        self.base_ = self.base_cls_(**p["base_params"]).fit(y)
+        horizon = p["horizon"] or default_horizon(self.step_)
+        n = len(y)
+        min_train = max(self.base_cls_.min_points, math.ceil(n * p["min_train_fraction"]))
+        origins = calibration_origins(n, min_train, horizon, p["calibration_origins"])
+        if len(origins) < min(MIN_ORIGINS, p["calibration_origins"]):
+            needed = max(
+                self.base_cls_.min_points + horizon + MIN_ORIGINS - 1,
+                math.ceil((horizon + MIN_ORIGINS) / (1 - p["min_train_fraction"])),
+            )
+            raise ForecastError(
+                f"{self.name}: series too short ({n} points) to calibrate {horizon}-step "
+                f"intervals from {MIN_ORIGINS} origins; give at least {needed} points "
+                "or a smaller horizon"
+            )
+        cal_params = dict(p["base_params"])
+        if p["reuse_fitted"]:
+            chosen = constructor_params(self.base_cls_, self.base_.fitted_params())
+            cal_params = {**chosen, **cal_params}
+
+        def factory(train: pd.Series) -> Forecaster:
+            return self.base_cls_(**cal_params).fit(train)
+
+        rf = rolling_forecasts(factory, y, origins, horizon, p["levels"])
+        self.calibration_ = self._calibrate(rf, horizon)
+
+    def _calibrate(self, rf: RollingForecasts, horizon: int) -> dict[str, Any]:
+        p = self.params
+        out: dict[str, Any] = {
+            "method": p["method"],
+            "horizon": horizon,
+            "n_origins": len(rf.origins),
+            "origins": [ts.isoformat() for ts in rf.origins],
+            "factors": {},
+            "effective_level": {},
+            "raw_coverage": {},
+            "scores": {},
+        }
+        for level in p["levels"]:
+            scores = normalised_scores(rf, level)
+            if p["method"] == "split":
+                factors, used = split_factors(scores, level, p["pool_steps"])
+            else:
+                factors, used = adaptive_factors(
+                    scores,
+                    level,
+                    p["pool_steps"],
+                    p["gamma"],
+                    min(p["warmup"], len(rf.origins) - 1),
+                )
+            key = str(level)
+            out["factors"][key] = [float(f) for f in factors]
+            out["effective_level"][key] = [round(float(u), 6) for u in used]
+            out["raw_coverage"][key] = [round(float(c), 6) for c in np.mean(scores <= 1, axis=0)]
+            out["scores"][key] = np.round(scores, 5).tolist()
+            logger.debug(
+                "%s: level %s raw coverage %.3f, factors %.3f..%.3f",
+                self.name,
+                level,
+                float(np.mean(scores <= 1)),
+                float(factors.min()),
+                float(factors.max()),
+            )
+        return out
+
+    def fitted_params(self) -> dict[str, Any]:
+        if not hasattr(self, "calibration_"):
+            return {}
+        return {"base_fitted": self.base_.fitted_params(), "calibration": self.calibration_}
+
+    def factors(self, level: int, h: int) -> np.ndarray:
+        """Calibration factors for steps 1..h (the last calibrated step repeats beyond)."""
+        try:
+            f = np.asarray(self.calibration_["factors"][str(level)], dtype=float)
+        except KeyError:
+            raise ForecastError(
+                f"{self.name}: level {level} was not calibrated; calibrated levels: "
+                f"{', '.join(self.calibration_['factors'])} (set levels=... when creating it)"
+            ) from None
+        if h > f.size:
+            f = np.concatenate([f, np.full(h - f.size, f[-1])])
+        return f[:h]
+
+    # -- forecasting ----------------------------------------------------------------------------
+    def _predict(self, h: int, levels: list[int]) -> pd.DataFrame:
+        fc = self.base_.predict(h, levels)
+        mean = np.log(fc["mean"].to_numpy())
+        out: dict[str, np.ndarray] = {"mean": fc["mean"].to_numpy()}
+        for level in levels:
+            f = self.factors(level, h)
+            lo = np.log(fc[f"lower_{level}"].to_numpy())
+            hi = np.log(fc[f"upper_{level}"].to_numpy())
+            out[f"lower_{level}"] = np.exp(mean - f * (mean - lo))
+            out[f"upper_{level}"] = np.exp(mean + f * (hi - mean))
+        return pd.DataFrame(out)
+
+    # -- persistence ----------------------------------------------------------------------------
+    def _save_state(self, folder: Path) -> list[str]:
+        names = save_member(self.base_, folder, BASE_PREFIX)
+        state = {
+            "base_files": [n.removeprefix(BASE_PREFIX) for n in names],
+            "calibration": self.calibration_,
+        }
+        (folder / STATE_FILE).write_text(json.dumps(state) + "\n", encoding="utf-8")
+        return [*names, STATE_FILE]
+
+    def _load_state(self, folder: Path) -> None:
+        try:
+            state = json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
+            self.calibration_ = state["calibration"]
+            files = list(state["base_files"])
+        except (OSError, ValueError, KeyError) as exc:
+            raise ForecastError(
+                f"{folder / STATE_FILE}: unreadable conformal state: {exc}"
+            ) from exc
+        self.base_ = load_member(
+            self.base_cls_, folder, BASE_PREFIX, files, self.params["base_params"]
+        )
+
+
+class ConformalNaive(Conformal):
+    """Naive random walk, split-conformal intervals."""
+
+    name: ClassVar[str] = "conformal_naive"
+    complexity: ClassVar[int] = 1
+    default_base: ClassVar[str] = "naive"
+
+
+class ConformalGarch(Conformal):
+    """Random walk + GARCH(1,1)-t spread, split-conformal intervals."""
+
+    name: ClassVar[str] = "conformal_garch"
+    complexity: ClassVar[int] = 3
+    default_base: ClassVar[str] = "garch"
+
+
+class AdaptiveConformalNaive(Conformal):
+    """Naive random walk, adaptive-conformal (ACI) intervals."""
+
+    name: ClassVar[str] = "aci_naive"
+    complexity: ClassVar[int] = 1
+    default_base: ClassVar[str] = "naive"
+    default_method: ClassVar[str] = "adaptive"
+
+
+class AdaptiveConformalGarch(Conformal):
+    """Random walk + GARCH(1,1)-t spread, adaptive-conformal (ACI) intervals."""
+
+    name: ClassVar[str] = "aci_garch"
+    complexity: ClassVar[int] = 3
+    default_base: ClassVar[str] = "garch"
+    default_method: ClassVar[str] = "adaptive"
