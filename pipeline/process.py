@@ -1,0 +1,427 @@
+"""Processing: raw prices -> a regular UTC series with a gap policy, features and a report.
+
+``data/raw/<series>.csv`` (never modified) -> ``data/processed/<series>.csv`` plus
+``data/processed/<series>.meta.json``, always rebuilt from raw and written atomically.
+
+Grid and resampling
+    Rows are placed on a regular UTC grid at the series frequency. Each grid point ``ds`` covers
+    ``[ds, ds + step)`` (the exchange-candle convention): price and market cap are the last values
+    in it, volume the sum. ``4h`` is built from the *hourly* raw file this way; a last 4h bucket
+    that is not complete yet is dropped. Asking for a finer grid than the raw data has (e.g. ``1h``
+    from daily data) is refused: we never invent intraday prices.
+Gap policy
+    A run of up to ``max_fill_gap`` missing steps is forward-filled (price only) and flagged
+    ``imputed``. A longer gap is left missing (NaN price) and reported; ``train_start`` is the
+    first ``ds`` after the last long gap: training uses only the data after it unless ``keep_all``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, NoReturn
+
+import numpy as np
+import pandas as pd
+
+from pipeline.config import Settings, load_settings
+from pipeline.errors import PipelineError, ProcessingError, UsageError
+from pipeline.features import FEATURE_WINDOWS, RSI_PERIOD, add_features, feature_columns
+from pipeline.fileio import atomic_write_json, atomic_write_text, sha256_file
+from pipeline.logs import configure_logging
+from pipeline.series import FREQUENCIES, SeriesId, freq_offset
+from pipeline.stationarity import stationarity_report
+
+# A fixed name, so records read the same under `python -m pipeline.process` (``__main__``).
+logger = logging.getLogger("pipeline.process")
+
+RAW_COLUMNS = ("ds", "price", "market_cap", "volume")
+DS_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+#: Frequencies built by resampling another frequency's raw file.
+RESAMPLED_FROM: dict[str, str] = {"4h": "1h"}
+
+__all__ = [
+    "ProcessResult",
+    "add_features",
+    "load_training_series",
+    "main",
+    "process_series",
+    "processed_path",
+    "raw_source_path",
+    "regularize",
+]
+
+
+@dataclass(frozen=True)
+class ProcessResult:
+    """What :func:`process_series` wrote and found."""
+
+    series: SeriesId
+    path: Path
+    meta_path: Path
+    rows: int
+    imputed: int
+    long_gaps: int
+    train_start: pd.Timestamp
+    training_rows: int
+    d: int | None
+    meta: dict[str, Any]
+
+
+# -- paths and reading ---------------------------------------------------------------------------
+def processed_path(data_dir: Path, series: SeriesId) -> Path:
+    """``<data_dir>/processed/<series>.csv``."""
+    return Path(data_dir) / "processed" / f"{series.name}.csv"
+
+
+def _meta_path(path: Path) -> Path:
+    return path.with_name(path.name.removesuffix(".csv") + ".meta.json")
+
+
+def raw_source_path(data_dir: Path, series: SeriesId) -> Path:
+    """The raw file a series is built from (the hourly one for ``4h``)."""
+    source = SeriesId(series.coin, series.vs, RESAMPLED_FROM.get(series.freq, series.freq))
+    return Path(data_dir) / "raw" / f"{source.name}.csv"
+
+
+def _read_raw(path: Path) -> pd.DataFrame:
+    """Read a raw file: ``ds`` as UTC timestamps, numeric price, market cap and volume."""
+    frame = pd.read_csv(path)
+    missing = [c for c in RAW_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ProcessingError(f"{path}: missing column(s) {', '.join(missing)}; re-run ingest")
+    frame["ds"] = pd.to_datetime(frame["ds"], utc=True)
+    for column in RAW_COLUMNS[1:]:
+        frame[column] = pd.to_numeric(frame[column], errors="coerce").astype(float)
+    return frame[list(RAW_COLUMNS)]
+
+
+# -- regular grid and gap policy -----------------------------------------------------------------
+def _infer_raw_step(ds: pd.Series) -> pd.Timedelta | None:
+    diffs = ds.diff().dropna()
+    return pd.Timedelta(diffs.median()) if len(diffs) else None
+
+
+def _to_grid(raw: pd.DataFrame, freq: str) -> tuple[pd.DataFrame, pd.Timedelta | None, bool]:
+    """Bucket raw rows onto the grid; return (frame, raw step, whether a last bucket was cut)."""
+    step = freq_offset(freq)
+    frame = raw.loc[raw["price"].notna(), list(RAW_COLUMNS)].copy()
+    if frame.empty:
+        raise ProcessingError("no prices in the raw data: nothing to process")
+    frame["ds"] = pd.to_datetime(frame["ds"], utc=True)
+    frame = frame.sort_values("ds", kind="stable").drop_duplicates("ds", keep="last")
+    prices = frame["price"].to_numpy()
+    if not np.all(np.isfinite(prices)) or np.any(prices <= 0):
+        bad = frame.loc[~(np.isfinite(prices) & (prices > 0)), "ds"].iloc[0]
+        raise ProcessingError(f"raw price at {bad.isoformat()} is not a positive number")
+    raw_step = _infer_raw_step(frame["ds"])
+    if raw_step is not None and raw_step > step * 1.5:
+        raise UsageError(
+            f"cannot build a {freq} series from raw data spaced {raw_step} apart: that would be "
+            f"upsampling; process a frequency of {raw_step} or coarser, or ingest finer data"
+        )
+    grouped = frame.set_index("ds").resample(FREQUENCIES[freq], closed="left", label="left")
+    out = pd.DataFrame(
+        {
+            "price": grouped["price"].last(),
+            "market_cap": grouped["market_cap"].last(),
+            "volume": grouped["volume"].sum(min_count=1),
+        }
+    )
+    cut = False
+    if raw_step is not None and raw_step < step * 0.75 and len(out) > 1:
+        # Downsampling: the last bucket is complete only once its last sub-step is observed.
+        if out.index[-1] + step - raw_step > frame["ds"].iloc[-1]:
+            out = out.iloc[:-1]
+            cut = True
+    out = out.loc[: out["price"].last_valid_index()]
+    out.index = out.index.rename("ds")
+    return out.reset_index(), raw_step, cut
+
+
+def _missing_runs(missing: np.ndarray) -> list[tuple[int, int]]:
+    """(first, last) positions of each run of True in ``missing``."""
+    edges = np.diff(np.concatenate(([0], missing.astype(np.int8), [0])))
+    return list(zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) - 1, strict=True))
+
+
+def regularize(
+    raw: pd.DataFrame, freq: str, max_fill_gap: int
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Put ``raw`` on a regular UTC grid at ``freq`` and apply the gap policy (pure).
+
+    Returns the frame (``ds, price, market_cap, volume, imputed``; one row per grid step) and a
+    gap report: ``gaps`` (short, filled), ``long_gaps`` (each with ``start``, ``end`` and
+    ``missing_steps``), ``imputed``, ``train_start`` and grid details.
+    """
+    if max_fill_gap < 0:
+        raise UsageError(f"max_fill_gap must be >= 0, got {max_fill_gap}")
+    frame, raw_step, cut = _to_grid(raw, freq)
+    missing = frame["price"].isna().to_numpy()
+    imputed = np.zeros(len(frame), dtype=bool)
+    short_gaps, long_gaps = [], []
+    for first, last in _missing_runs(missing):
+        gap = {
+            "start": frame["ds"].iloc[first].isoformat(),
+            "end": frame["ds"].iloc[last].isoformat(),
+            "missing_steps": int(last - first + 1),
+        }
+        if last - first + 1 <= max_fill_gap:
+            imputed[first : last + 1] = True
+            short_gaps.append(gap)
+        else:
+            long_gaps.append(gap)
+    filled = frame["price"].ffill()
+    frame["price"] = frame["price"].where(~imputed, filled)
+    frame["imputed"] = imputed
+    train_start = frame["ds"].iloc[0]
+    if long_gaps:
+        after = frame["ds"] > pd.Timestamp(long_gaps[-1]["end"])
+        train_start = frame.loc[after, "ds"].iloc[0]
+    report: dict[str, Any] = {
+        "freq": freq,
+        "raw_step": str(raw_step) if raw_step is not None else None,
+        "resampled": bool(raw_step is not None and raw_step < freq_offset(freq) * 0.75),
+        "incomplete_last_bucket_dropped": cut,
+        "max_fill_gap": max_fill_gap,
+        "rows": len(frame),
+        "first_ds": frame["ds"].iloc[0].isoformat(),
+        "last_ds": frame["ds"].iloc[-1].isoformat(),
+        "imputed": int(imputed.sum()),
+        "missing": int(frame["price"].isna().sum()),
+        "gaps": short_gaps,
+        "long_gaps": long_gaps,
+        "train_start": train_start.isoformat(),
+    }
+    return frame, report
+
+
+# -- the stage -----------------------------------------------------------------------------------
+def _read_raw_meta(raw_file: Path) -> dict[str, Any]:
+    meta_file = _meta_path(raw_file)
+    try:
+        data = json.loads(meta_file.read_text("utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {k: data[k] for k in ("source", "simulated", "last_ingest_at") if k in data}
+
+
+def process_series(
+    series: SeriesId, settings: Settings, *, keep_all: bool = False
+) -> ProcessResult:
+    """Rebuild ``data/processed/<series>.csv`` and its ``.meta.json`` from the raw file.
+
+    ``keep_all`` records ``train_start`` as the first row even after a long gap.
+    Raises :class:`ProcessingError` when the raw file is missing or unusable.
+    """
+    raw_file = raw_source_path(settings.data_dir, series)
+    if not raw_file.is_file():
+        raise ProcessingError(
+            f"{raw_file}: raw file not found; run `python -m pipeline.ingest --coin {series.coin} "
+            f"--vs {series.vs} --freq {RESAMPLED_FROM.get(series.freq, series.freq)}` first"
+        )
+    raw_sha = sha256_file(raw_file)
+    raw = _read_raw(raw_file)
+    try:
+        frame, gaps = regularize(raw, series.freq, settings.max_fill_gap)
+    except PipelineError as exc:
+        raise type(exc)(f"{series.name} (from {raw_file}): {exc}") from exc
+    frame = add_features(frame, series.freq)
+    after_gaps = pd.Timestamp(gaps["train_start"])
+    train_start = frame["ds"].iloc[0] if keep_all else after_gaps
+    training = frame.loc[frame["ds"] >= train_start].set_index("ds")["price"].dropna()
+    # Test the unbroken run that training sees by default (after the last long gap).
+    stationarity = stationarity_report(
+        frame.loc[frame["ds"] >= after_gaps].set_index("ds")["price"]
+    )
+
+    out = frame.copy()
+    out["ds"] = out["ds"].dt.strftime(DS_FORMAT)
+    text = out.to_csv(index=False, lineterminator="\n")
+    path = processed_path(settings.data_dir, series)
+    meta: dict[str, Any] = {
+        "series": series.name,
+        "freq": series.freq,
+        "processed_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "raw_file": str(raw_file),
+        "raw_sha256": raw_sha,
+        "raw_rows": len(raw),
+        **_read_raw_meta(raw_file),
+        **{k: v for k, v in gaps.items() if k != "train_start"},
+        "train_start": train_start.isoformat(),
+        "train_start_after_long_gaps": after_gaps.isoformat(),
+        "keep_all": keep_all,
+        "training_rows": len(training),
+        "features": {
+            "columns": feature_columns(series.freq),
+            "windows": list(FEATURE_WINDOWS[series.freq]),
+            "rsi_period": RSI_PERIOD,
+        },
+        "stationarity": stationarity,
+    }
+    atomic_write_text(path, text)
+    # Readers check this, so a processed file that does not match its meta file is refused.
+    meta["processed_sha256"] = sha256_file(path)
+    atomic_write_json(_meta_path(path), meta)
+    _log_result(series, meta)
+    return ProcessResult(
+        series=series,
+        path=path,
+        meta_path=_meta_path(path),
+        rows=len(frame),
+        imputed=gaps["imputed"],
+        long_gaps=len(gaps["long_gaps"]),
+        train_start=train_start,
+        training_rows=len(training),
+        d=stationarity["d"],
+        meta=meta,
+    )
+
+
+def _log_result(series: SeriesId, meta: dict[str, Any]) -> None:
+    st = meta["stationarity"]
+    for gap in meta["long_gaps"]:
+        logger.warning(
+            "%s: long gap of %d steps from %s to %s (longer than max_fill_gap=%d): "
+            "training starts after it",
+            series.name,
+            gap["missing_steps"],
+            gap["start"],
+            gap["end"],
+            meta["max_fill_gap"],
+            extra={"series": series.name},
+        )
+
+    def pv(part: str, test: str) -> str:
+        value = st[part].get(f"{test}_pvalue")
+        return "n/a" if value is None else f"{value:.3g}"
+
+    logger.info(
+        "processed %s: %d rows (%d imputed, %d long gaps), train_start %s; stationarity: "
+        "log price ADF p=%s KPSS p=%s, log returns ADF p=%s KPSS p=%s -> d=%s",
+        series.name,
+        meta["rows"],
+        meta["imputed"],
+        len(meta["long_gaps"]),
+        meta["train_start"],
+        pv("log_price", "adf"),
+        pv("log_price", "kpss"),
+        pv("log_return", "adf"),
+        pv("log_return", "kpss"),
+        st["d"],
+        extra={"series": series.name, "rows": meta["rows"], "d": st["d"]},
+    )
+
+
+# -- reading processed data ----------------------------------------------------------------------
+def load_training_series(data_dir: Path, series: SeriesId, *, use_all: bool = False) -> pd.Series:
+    """The processed price series ``y`` (index ``ds``, UTC) that training should use.
+
+    Only points from ``train_start`` on (recorded in the meta file) unless ``use_all``; rows
+    inside a long gap (NaN price) are always excluded, so with ``use_all`` the index can have
+    holes (``freq`` is then ``None``); otherwise it is regular with ``freq`` set.
+    """
+    path = processed_path(data_dir, series)
+    meta_file = _meta_path(path)
+    if not path.is_file() or not meta_file.is_file():
+        raise ProcessingError(
+            f"{path}: processed data not found; run `python -m pipeline.process --coin "
+            f"{series.coin} --vs {series.vs} --freq {series.freq}` first"
+        )
+    try:
+        meta = json.loads(meta_file.read_text("utf-8"))
+        frame = pd.read_csv(path, usecols=["ds", "price"])
+        train_start = pd.Timestamp(meta["train_start"])
+    except (OSError, ValueError, KeyError) as exc:
+        msg = f"{path}: unreadable processed data ({exc}); re-run `python -m pipeline.process`"
+        raise ProcessingError(msg) from exc
+    y = pd.Series(
+        frame["price"].to_numpy(dtype=float),
+        index=pd.DatetimeIndex(pd.to_datetime(frame["ds"], utc=True), name="ds"),
+        name="y",
+    )
+    expected = meta.get("processed_sha256")
+    if expected is not None and sha256_file(path) != expected:
+        raise ProcessingError(
+            f"{path}: does not match its meta file (checksum differs); re-run "
+            "`python -m pipeline.process`"
+        )
+    if not use_all:
+        y = y.loc[y.index >= train_start]
+    y = y.dropna()
+    if len(y) > 1:
+        step = freq_offset(series.freq)
+        if bool((np.diff(y.index.asi8) == step.value).all()):
+            y.index.freq = pd.tseries.frequencies.to_offset(FREQUENCIES[series.freq])
+    return y
+
+
+# -- command line --------------------------------------------------------------------------------
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="python -m pipeline.process",
+        description="Rebuild data/processed/<coin>-<vs>-<freq>.csv (+ .meta.json) from raw data.",
+    )
+    p.add_argument("--coin", help="coin id(s), comma-separated (default: settings COINS)")
+    p.add_argument("--vs", help="quote currency (default: settings VS_CURRENCY)")
+    p.add_argument("--freq", help="1h, 4h or 1d, comma-separated (default: settings FREQUENCIES)")
+    p.add_argument("--data-dir", type=Path, help="data folder (default: settings DATA_DIR)")
+    p.add_argument(
+        "--max-fill-gap", type=int, help="forward-fill gaps up to N steps (default: MAX_FILL_GAP)"
+    )
+    p.add_argument(
+        "--keep-all", action="store_true", help="train on all data, even before a long gap"
+    )
+    return p
+
+
+def _split(text: str | None) -> list[str] | None:
+    return [part.strip() for part in text.split(",") if part.strip()] if text else None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = _parser().parse_args(argv)
+        overrides: dict[str, Any] = {}
+        if args.data_dir is not None:
+            overrides["data_dir"] = args.data_dir
+        if args.max_fill_gap is not None:
+            overrides["max_fill_gap"] = args.max_fill_gap
+        settings = load_settings(**overrides)
+        configure_logging(settings.log_level, settings.log_format)
+        coins = _split(args.coin) or settings.coins
+        freqs = _split(args.freq) or settings.frequencies
+        vs = args.vs or settings.vs_currency
+        series_list = [SeriesId(c, vs, f) for c in coins for f in freqs]
+    except UsageError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return exc.exit_code
+    code = 0
+    for series in series_list:
+        try:
+            result = process_series(series, settings, keep_all=args.keep_all)
+        except PipelineError as exc:
+            logger.error("%s", exc, extra={"series": series.name})
+            code = max(code, exc.exit_code)
+            continue
+        sys.stdout.write(
+            f"{series.name}: {result.rows} rows ({result.imputed} imputed, {result.long_gaps} "
+            f"long gaps), training from {result.train_start.isoformat()} "
+            f"({result.training_rows} points), d={result.d} -> {result.path}\n"
+        )
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,101 @@
+"""Stationarity report: ADF and KPSS on log price and log returns, and the differencing order.
+
+ADF's null hypothesis is a unit root (reject -> stationary); KPSS's null is stationarity
+(reject -> not stationary). A series counts as stationary when both agree at ``alpha``:
+
+* ``d = 0`` when log price is stationary by both tests,
+* else ``d = 1`` when log returns are,
+* else ``d = 2``.
+
+KPSS p-values come from a look-up table bounded to [0.01, 0.10]; outside it statsmodels warns
+(``InterpolationWarning``) and returns the bound. We catch that one warning and record
+``kpss_pvalue_bound: true`` instead of letting it reach the logs.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+logger = logging.getLogger(__name__)
+
+ALPHA = 0.05
+#: Tests use at most the last this many points, so they stay fast on long hourly series: ADF's
+#: lag search on 5,000 points took 0.2 s single-threaded but 1.5-4 s with a contended
+#: multi-threaded BLAS on our 2 cores; on 2,000 points it takes ~0.06 s either way.
+MAX_TEST_POINTS = 2000
+#: Fewer points than this and the tests are skipped (``d`` is then ``None``).
+MIN_TEST_POINTS = 20
+
+
+def _test_one(x: np.ndarray, alpha: float) -> dict[str, Any]:
+    """ADF and KPSS on one series; statsmodels is imported lazily (it takes ~1 s)."""
+    from statsmodels.tools.sm_exceptions import InterpolationWarning
+    from statsmodels.tsa.stattools import adfuller, kpss
+
+    result: dict[str, Any] = {"n": int(len(x))}
+    if len(x) < MIN_TEST_POINTS or float(np.std(x)) == 0.0:
+        result["skipped"] = (
+            f"too few points ({len(x)} < {MIN_TEST_POINTS})"
+            if len(x) < MIN_TEST_POINTS
+            else "constant series"
+        )
+        result["stationary"] = None
+        return result
+    adf = adfuller(x, regression="c", autolag="AIC", result_object=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", InterpolationWarning)
+        kps = kpss(x, regression="c", nlags="auto", result_object=True)
+    bounded = False
+    for w in caught:  # swallow only the p-value-at-the-table-bound warning; re-raise the rest
+        if issubclass(w.category, InterpolationWarning):
+            bounded = True
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    result.update(
+        adf_stat=float(adf.statistic),
+        adf_pvalue=float(adf.pvalue),
+        adf_lags=int(adf.lags),
+        kpss_stat=float(kps.statistic),
+        kpss_pvalue=float(kps.pvalue),
+        kpss_pvalue_bound=bounded,
+        kpss_lags=int(kps.lags),
+    )
+    result["stationary"] = bool(adf.pvalue < alpha and kps.pvalue > alpha)
+    return result
+
+
+def stationarity_report(
+    price: pd.Series, *, max_points: int = MAX_TEST_POINTS, alpha: float = ALPHA
+) -> dict[str, Any]:
+    """Test ``log(price)`` and its first differences; return a JSON-ready report with ``d``.
+
+    ``price`` should be an unbroken run (no missing values); missing values are dropped.
+    Only the last ``max_points`` prices are tested.
+    """
+    clean = price.dropna().astype(float)
+    clean = clean.iloc[-max_points:]
+    log_price = np.log(clean.to_numpy())
+    log_return = np.diff(log_price)
+    report: dict[str, Any] = {
+        "alpha": alpha,
+        "max_points": max_points,
+        "n_points": int(len(clean)),
+        "first_ds": clean.index[0].isoformat() if len(clean) else None,
+        "last_ds": clean.index[-1].isoformat() if len(clean) else None,
+        "log_price": _test_one(log_price, alpha),
+        "log_return": _test_one(log_return, alpha),
+    }
+    if report["log_price"]["stationary"] is None or report["log_return"]["stationary"] is None:
+        report["d"] = None
+    elif report["log_price"]["stationary"]:
+        report["d"] = 0
+    elif report["log_return"]["stationary"]:
+        report["d"] = 1
+    else:
+        report["d"] = 2
+    return report
