@@ -14,6 +14,15 @@ REGISTRY: dict[str, str] = {
     "drift": "baselines:Drift",
     "arima": "arima:AutoARIMA",
     "prophet": "prophet_model:ProphetForecaster",
+    "garch": "garch:GarchForecaster",
+    "gjr_garch": "garch:GJRGarchForecaster",
+    "drift_garch": "garch:DriftGarchForecaster",
+    "arima_garch": "arima_garch:ArimaGarch",
+    "conformal_naive": "conformal:ConformalNaive",
+    "conformal_garch": "conformal:ConformalGarch",
+    "aci_naive": "conformal:AdaptiveConformalNaive",
+    "aci_garch": "conformal:AdaptiveConformalGarch",
+    "ensemble": "ensemble:Ensemble",
 }
 
 DEFAULT_MODELS: tuple[str, ...] = ("naive", "drift", "arima", "prophet")
