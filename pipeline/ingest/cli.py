@@ -1,0 +1,130 @@
+"""``python -m pipeline.ingest``: fetch price history into ``data/raw/``.
+
+Every flag defaults from the settings (environment / ``.env``). Exit codes: 0 every series
+ingested, 1 a fetch or validation failed for at least one series, 2 bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pipeline.config import Settings, load_settings
+from pipeline.errors import PipelineError, UsageError
+from pipeline.ingest.stage import RAW_FREQUENCIES, IngestResult, check_source, ingest_series
+from pipeline.logs import configure_logging
+from pipeline.series import SeriesId
+
+logger = logging.getLogger(__name__)
+
+
+def _date(text: str) -> datetime:
+    try:
+        return datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected YYYY-MM-DD, got {text!r}") from None
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline.ingest",
+        description="Fetch price history into DATA_DIR/raw/<coin>-<vs>-<freq>.csv "
+        "(validated, merged, written atomically). Flags default from settings/env.",
+    )
+    parser.add_argument(
+        "--source",
+        help="auto (CoinGecko, offline -> simulated sample) | coingecko | csv:PATH | sample "
+        "[SOURCE]",
+    )
+    parser.add_argument(
+        "--coin", help="CoinGecko id(s), comma-separated, e.g. bitcoin,ethereum [COINS]"
+    )
+    parser.add_argument("--vs", help="quote currency, e.g. usd [VS_CURRENCY]")
+    parser.add_argument(
+        "--freq", help="1h and/or 1d, comma-separated [FREQUENCIES; 4h there means 1h here]"
+    )
+    window = parser.add_mutually_exclusive_group()
+    window.add_argument(
+        "--days", type=_positive_int, help="history length in days [HISTORY_DAYS on a first run]"
+    )
+    window.add_argument("--since", type=_date, help="start date YYYY-MM-DD (UTC)")
+    parser.add_argument("--data-dir", type=Path, help="data folder [DATA_DIR]")
+    parser.add_argument("--base-url", help="CoinGecko API base URL [COINGECKO_BASE_URL]")
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, object] = {}
+    for flag, field in (
+        ("source", "source"),
+        ("coin", "coins"),
+        ("vs", "vs_currency"),
+        ("data_dir", "data_dir"),
+        ("base_url", "coingecko_base_url"),
+    ):
+        value = getattr(args, flag)
+        if value is not None:
+            overrides[field] = value
+    return load_settings(**overrides)
+
+
+def _frequencies(args: argparse.Namespace, settings: Settings) -> list[str]:
+    if args.freq is not None:
+        wanted = [f.strip() for f in args.freq.split(",") if f.strip()]
+        bad = [f for f in wanted if f not in RAW_FREQUENCIES]
+        if bad or not wanted:
+            raise UsageError(f"--freq {args.freq!r}: use 1h and/or 1d")
+    else:
+        wanted = ["1h" if f == "4h" else f for f in settings.frequencies]
+    return list(dict.fromkeys(wanted))
+
+
+def _describe(result: IngestResult) -> str:
+    if result.note:
+        return f"ok ({result.note}), {result.rows_total} rows in {result.path}"
+    return (
+        f"ok, source {result.source_used}: +{result.rows_added} new, {result.rows_updated} "
+        f"updated, {result.rows_total} rows in {result.path}"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)  # exits 2 on bad flags
+    try:
+        settings = _settings(args)
+        configure_logging(settings.log_level, settings.log_format)
+        source = check_source(settings.source)
+        freqs = _frequencies(args, settings)
+        if source.startswith("csv:") and len(settings.coins) * len(freqs) > 1:
+            raise UsageError("--source csv:PATH holds one series: give one --coin and one --freq")
+        series = [SeriesId(c, settings.vs_currency, f) for c in settings.coins for f in freqs]
+    except UsageError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 2
+
+    exit_code = 0
+    for one in series:
+        try:
+            result = ingest_series(one, settings, source=source, days=args.days, since=args.since)
+        except PipelineError as exc:
+            logger.error("%s: ingest failed: %s", one.name, exc, extra={"coin": one.coin})
+            sys.stdout.write(f"{one.name}: FAILED: {exc}\n")
+            exit_code = max(exit_code, exc.exit_code)
+            continue
+        sys.stdout.write(f"{one.name}: {_describe(result)}\n")
+    return exit_code
