@@ -87,8 +87,8 @@ def standardized_t(nu: float, size: tuple[int, int], rng: np.random.Generator) -
     return rng.standard_t(nu, size=size) * math.sqrt((nu - 2.0) / nu)
 
 
-def simulate_cumulative(p: GarchParams, h: int, n_paths: int, seed: int) -> np.ndarray:
-    """``(n_paths, h)`` simulated cumulative shocks (scaled units, drift excluded).
+def simulate_shocks(p: GarchParams, h: int, n_paths: int, seed: int) -> np.ndarray:
+    """``(n_paths, h)`` simulated shocks ``e = sqrt(s2) z`` (scaled units, drift excluded).
 
     Shocks are antithetic (``z`` and ``-z``), which halves the Monte-Carlo noise of the
     quantiles and makes them exactly symmetric for the plain GARCH model.
@@ -98,13 +98,40 @@ def simulate_cumulative(p: GarchParams, h: int, n_paths: int, seed: int) -> np.n
     z = standardized_t(p.nu, (half, h), rng)
     z = np.concatenate([z, -z])
     sigma2 = np.full(z.shape[0], p.next_variance())
-    cum = np.zeros(z.shape[0])
     out = np.empty_like(z)
     for k in range(h):
         eps = np.sqrt(sigma2) * z[:, k]
-        cum = cum + eps
-        out[:, k] = cum
+        out[:, k] = eps
         sigma2 = p.omega + (p.alpha + p.gamma * (eps < 0)) * eps * eps + p.beta * sigma2
+    return out
+
+
+def simulate_cumulative(p: GarchParams, h: int, n_paths: int, seed: int) -> np.ndarray:
+    """``(n_paths, h)`` simulated cumulative shocks: the log-price change minus the drift."""
+    return np.cumsum(simulate_shocks(p, h, n_paths, seed), axis=1)
+
+
+def t_quantile(p: GarchParams, prob: float) -> float:
+    """Quantile of the standardised Student-t innovation of the fitted model."""
+    return float(stats.t.ppf(prob, p.nu) * math.sqrt((p.nu - 2.0) / p.nu))
+
+
+def quantile_paths(
+    centre: np.ndarray, paths: np.ndarray, sd1: float, p: GarchParams, levels: Iterable[int]
+) -> dict[str, np.ndarray]:
+    """``mean, lower_L, upper_L`` (scaled units) from simulated paths of the forecast error.
+
+    Step 1 uses the exact Student-t quantile ``centre[0] +- t_q * sd1`` instead of the paths.
+    """
+    out: dict[str, np.ndarray] = {"mean": centre.copy()}
+    for level in levels:
+        tail = (1.0 - level / 100.0) / 2.0
+        lo = centre + np.quantile(paths, tail, axis=0)
+        hi = centre + np.quantile(paths, 1.0 - tail, axis=0)
+        t1 = t_quantile(p, 1.0 - tail) * sd1
+        lo[0], hi[0] = centre[0] - t1, centre[0] + t1
+        out[f"lower_{level}"] = lo
+        out[f"upper_{level}"] = hi
     return out
 
 
@@ -214,20 +241,10 @@ class GarchForecaster(Forecaster):
     def log_quantiles(self, h: int, levels: Iterable[int]) -> dict[str, np.ndarray]:
         """Centre and bounds of the cumulative log return for steps 1..h (log units)."""
         p = self.garch_
-        steps = np.arange(1, h + 1)
-        centre = steps * p.mu
-        out: dict[str, np.ndarray] = {"mean": centre / p.scale}
-        sims = simulate_cumulative(p, h, self.params["simulations"], self.params["seed"])
-        sd1 = math.sqrt(p.next_variance())
-        for level in levels:
-            tail = (1.0 - level / 100.0) / 2.0
-            lo = centre + np.quantile(sims, tail, axis=0)
-            hi = centre + np.quantile(sims, 1.0 - tail, axis=0)
-            t1 = stats.t.ppf(1.0 - tail, p.nu) * math.sqrt((p.nu - 2.0) / p.nu) * sd1
-            lo[0], hi[0] = p.mu - t1, p.mu + t1
-            out[f"lower_{level}"] = lo / p.scale
-            out[f"upper_{level}"] = hi / p.scale
-        return out
+        centre = np.arange(1, h + 1) * p.mu
+        paths = simulate_cumulative(p, h, self.params["simulations"], self.params["seed"])
+        out = quantile_paths(centre, paths, math.sqrt(p.next_variance()), p, levels)
+        return {k: v / p.scale for k, v in out.items()}
 
     def _predict(self, h: int, levels: list[int]) -> pd.DataFrame:
         base = math.log(self.last_price_)
