@@ -24,7 +24,8 @@ from pipeline.logs import configure_logging
 from pipeline.series import SeriesId
 from pipeline.train import TrainResult, train_many
 
-logger = logging.getLogger(__name__)
+# The module name even when run with ``python -m`` (where __name__ is "__main__").
+logger = logging.getLogger(__spec__.name if __spec__ else __name__)
 
 
 class StageError(Exception):

@@ -26,7 +26,8 @@ from pipeline.errors import PipelineError, UsageError
 from pipeline.logs import configure_logging
 from pipeline.series import SeriesId
 
-logger = logging.getLogger(__name__)
+# The module name even when run with ``python -m`` (where __name__ is "__main__").
+logger = logging.getLogger(__spec__.name if __spec__ else __name__)
 
 
 def _out(text: str) -> None:

@@ -38,7 +38,8 @@ from pipeline.forecasters import make_forecaster, parse_models
 from pipeline.logs import configure_logging
 from pipeline.series import SeriesId
 
-logger = logging.getLogger(__name__)
+# The module name even when run with ``python -m`` (where __name__ is "__main__").
+logger = logging.getLogger(__spec__.name if __spec__ else __name__)
 
 #: Coverage band for the champion on one holdout. The issue asks for the best holdout MASE:
 #: one holdout of h points has a 95% coverage of 100% or at most (h-1)/h, so the backtest's
@@ -154,6 +155,11 @@ def training_series(
     return y
 
 
+def default_holdout(n_points: int, horizon: int) -> int:
+    """One served horizon, but at most a quarter of the series (short histories still train)."""
+    return max(1, min(horizon, n_points // 4))
+
+
 def model_params(model: str, order: tuple[int, int, int] | None) -> dict[str, Any]:
     """Constructor parameters for ``model`` from the CLI options."""
     if model == "arima" and order is not None:
@@ -250,7 +256,16 @@ def train_many(
 
         y = training_series(series, settings, train_window=train_window, until=until)
         meta = raw_meta(settings.data_dir, series)
-        h = holdout if holdout is not None else settings.horizon(series.freq)
+        h = (
+            holdout
+            if holdout is not None
+            else default_holdout(len(y), settings.horizon(series.freq))
+        )
+        if holdout is None and h < settings.horizon(series.freq):
+            logger.warning(
+                "%s: only %d points: holding out %d instead of the %d-step horizon",
+                series.name, len(y), h, settings.horizon(series.freq),
+            )  # fmt: skip
         extra: dict[str, Any] = {"simulated": bool(meta.get("simulated", False)), "holdout": h}
         if until is not None:
             extra["until"] = until.isoformat()

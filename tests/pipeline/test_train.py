@@ -284,3 +284,10 @@ def test_metrics_are_finite_numbers(settings: Settings, y: pd.Series) -> None:
     result = train.train_series(SERIES, settings, models=["naive"], holdout=10)
     values = np.array(list(result.metrics["naive"].values()), dtype=float)
     assert np.isfinite(values).all()
+
+
+def test_short_history_holds_out_a_quarter(settings: Settings) -> None:
+    write_processed(settings.data_dir, random_walk_prices(40))
+    result = train.train_series(SERIES, settings, models=["naive"])
+    assert result.versions["naive"].extra["holdout"] == 10
+    assert train.default_holdout(1000, 30) == 30 and train.default_holdout(2, 30) == 1
