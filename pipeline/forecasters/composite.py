@@ -95,19 +95,34 @@ def rolling_forecasts(
     horizon: int,
     levels: Sequence[int],
 ) -> RollingForecasts:
-    """Fit ``factory(y[:o])`` at each origin and forecast ``horizon`` steps (log units)."""
+    """Fit ``factory(y[:o])`` at each origin and forecast ``horizon`` steps (log units).
+
+    An origin whose fit raises :class:`ForecastError` gets NaN rows (logged); if every origin
+    fails, :class:`ForecastError` is raised.
+    """
     n_o = len(origins)
     actual = np.empty((n_o, horizon))
     mean = np.empty((n_o, horizon))
     lower = {lv: np.empty((n_o, horizon)) for lv in levels}
     upper = {lv: np.empty((n_o, horizon)) for lv in levels}
     log_y = np.log(y.to_numpy(dtype=float))
+    failures = 0
     for i, o in enumerate(origins):
-        model = factory(y.iloc[:o])
-        fc = model.predict(horizon, levels)
+        try:
+            fc = factory(y.iloc[:o]).predict(horizon, levels)
+        except ForecastError as exc:
+            # One failed refit must not sink the calibration: that origin is left out (NaN).
+            logger.warning("calibration fit at origin %s failed: %s", y.index[o - 1], exc)
+            failures += 1
+            actual[i] = mean[i] = np.nan
+            for lv in levels:
+                lower[lv][i] = upper[lv][i] = np.nan
+            continue
         actual[i] = log_y[o : o + horizon]
         mean[i] = np.log(fc["mean"].to_numpy())
         for lv in levels:
             lower[lv][i] = np.log(fc[f"lower_{lv}"].to_numpy())
             upper[lv][i] = np.log(fc[f"upper_{lv}"].to_numpy())
+    if failures == n_o:
+        raise ForecastError(f"every one of the {n_o} calibration fits failed")
     return RollingForecasts([y.index[o - 1] for o in origins], actual, mean, lower, upper)

@@ -108,7 +108,10 @@ def adaptive_factors(
         alpha = target
         for i in range(warmup, block.shape[0]):
             q = conformal_quantile(block[:i].ravel(), 1.0 - alpha)
-            miss = float(np.mean(block[i] > q))
+            row = block[i][np.isfinite(block[i])]
+            if row.size == 0:  # that origin's calibration fit failed
+                continue
+            miss = float(np.mean(row > q))
             alpha += gamma * (target - miss)
         final_levels[k] = min(max(1.0 - alpha, 0.0), 1.0)
         factors[k] = conformal_quantile(block.ravel(), final_levels[k])
@@ -224,13 +227,16 @@ class Conformal(Forecaster):
             key = str(level)
             out["factors"][key] = [float(f) for f in factors]
             out["effective_level"][key] = [round(float(u), 6) for u in used]
-            out["raw_coverage"][key] = [round(float(c), 6) for c in np.mean(scores <= 1, axis=0)]
-            out["scores"][key] = np.round(scores, 5).tolist()
+            covered = np.where(np.isfinite(scores), scores <= 1, np.nan)
+            out["raw_coverage"][key] = [round(float(c), 6) for c in np.nanmean(covered, axis=0)]
+            out["scores"][key] = [
+                [None if not np.isfinite(v) else round(float(v), 5) for v in row] for row in scores
+            ]
             logger.debug(
                 "%s: level %s raw coverage %.3f, factors %.3f..%.3f",
                 self.name,
                 level,
-                float(np.mean(scores <= 1)),
+                float(np.nanmean(covered)),
                 float(factors.min()),
                 float(factors.max()),
             )
