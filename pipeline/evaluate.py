@@ -14,7 +14,7 @@ import logging
 import math
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -148,14 +148,19 @@ def default_protocol(
     if len(index) == 0:
         raise UsageError("the series is empty: nothing to evaluate")
     d_h, d_step, d_n = FREQ_DEFAULTS[freq]
-    h = horizon or d_h
+    h = d_h if horizon is None else horizon
+    if h < 1:
+        raise UsageError(f"--horizon must be >= 1, got {h}")
     spacing = parse_step(step or d_step)
     last_end = index[-1] - (h - 1) * freq_offset(freq)
     stop = parse_time(end, "--end") if end is not None else last_end
     if start is not None:
         first = parse_time(start, "--start")
     else:
-        first = stop - ((n_origins or d_n) - 1) * spacing
+        count = d_n if n_origins is None else n_origins
+        if count < 1:
+            raise UsageError(f"--origins must be >= 1, got {count}")
+        first = stop - (count - 1) * spacing
     return BacktestProtocol(freq, h, spacing, first, stop, train_window, refit_every)
 
 
@@ -434,7 +439,7 @@ def _execute(
 
     def consume(parallel: Parallel) -> list[FoldResult]:
         out: list[FoldResult] = []
-        bar = _progress(total, progress)
+        bar = _Progress(total, progress)
         for chunk in parallel(calls()):
             out.extend(chunk)
             bar(len(chunk))
@@ -449,31 +454,28 @@ def _execute(
     raise UsageError(f"unknown backend {backend!r}: use {' or '.join(BACKENDS)}")
 
 
-def _progress(total: int, enabled: bool) -> Callable[[int], None]:
+class _Progress:
     """A progress bar on a terminal (tqdm), log lines at ~10% steps otherwise."""
-    if enabled:
-        from tqdm import tqdm
 
-        bar = tqdm(total=total, unit="fold", desc="backtest", file=sys.stderr, leave=False)
-        state = {"done": 0}
+    def __init__(self, total: int, bar: bool) -> None:
+        self.total, self.done, self.next_log = total, 0, 0.1
+        self.bar: Any = None
+        if bar:
+            from tqdm import tqdm
 
-        def tick(n: int) -> None:
-            bar.update(n)
-            state["done"] += n
-            if state["done"] >= total:
-                bar.close()
+            self.bar = tqdm(total=total, unit="fold", desc="backtest", file=sys.stderr, leave=False)
 
-        return tick
-    state: dict[str, float] = {"done": 0, "next": 0.1}
-
-    def log_tick(n: int) -> None:
-        state["done"] += n
-        if total and state["done"] / total >= state["next"] - 1e-9:
-            logger.info("backtest progress: %d/%d folds", state["done"], total)
-            while state["next"] <= state["done"] / total + 1e-9:
-                state["next"] += 0.1
-
-    return log_tick
+    def __call__(self, n: int) -> None:
+        self.done += n
+        if self.bar is not None:
+            self.bar.update(n)
+            if self.done >= self.total:
+                self.bar.close()
+            return
+        if self.total and self.done / self.total >= self.next_log - 1e-9:
+            logger.info("backtest progress: %d/%d folds", self.done, self.total)
+            while self.next_log <= self.done / self.total + 1e-9:
+                self.next_log += 0.1
 
 
 def run_backtest(
