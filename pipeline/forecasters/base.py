@@ -15,6 +15,7 @@ Models work on log prices; the interface speaks prices.
 
 from __future__ import annotations
 
+import inspect
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -72,8 +73,9 @@ class Forecaster(ABC):
     def predict(self, h: int, levels: Sequence[int] = DEFAULT_LEVELS) -> pd.DataFrame:
         if not hasattr(self, "last_ds_"):
             raise ForecastError(f"{self.name}: call fit() before predict()")
-        if h < 1:
-            raise ForecastError(f"{self.name}: horizon must be >= 1, got {h}")
+        if isinstance(h, bool) or not isinstance(h, int | np.integer) or h < 1:
+            raise ForecastError(f"{self.name}: horizon must be an integer >= 1, got {h!r}")
+        h = int(h)
         for level in levels:
             if not 0 < level < 100:
                 raise ForecastError(f"{self.name}: interval level must be in (0, 100), got {level}")
@@ -114,7 +116,9 @@ class Forecaster(ABC):
 
     @classmethod
     def load(cls, folder: Path, params: dict[str, Any]) -> Self:
-        obj = cls(**params)
+        """Restore a saved forecaster; ``params`` may be :meth:`get_params` output (fitted
+        values included): only the keywords the constructor accepts are passed on."""
+        obj = cls(**constructor_params(cls, params))
         common = json.loads((folder / "state.json").read_text(encoding="utf-8"))
         obj.last_ds_ = pd.Timestamp(common["last_ds"])
         obj.step_ = pd.Timedelta(seconds=common["step_seconds"])
@@ -125,6 +129,14 @@ class Forecaster(ABC):
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
         return f"{type(self).__name__}({args})"
+
+
+def constructor_params(cls: type[Forecaster], params: dict[str, Any]) -> dict[str, Any]:
+    """The subset of ``params`` that ``cls.__init__`` accepts (all of them if it takes ``**``)."""
+    sig = inspect.signature(cls.__init__)
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values()):
+        return dict(params)
+    return {k: v for k, v in params.items() if k in sig.parameters and k != "self"}
 
 
 def check_series(y: pd.Series, min_points: int, name: str) -> pd.Series:
