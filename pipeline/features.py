@@ -92,5 +92,5 @@ def add_features(frame: pd.DataFrame, freq: str) -> pd.DataFrame:
             out.iloc[rows, out.columns.get_loc(column)] = features[column].to_numpy()
     ds = pd.to_datetime(out["ds"], utc=True)
     out["hour"] = ds.dt.hour.astype("int64")
-    out["dayofweek"] = ds.dt.dayofweek.astype("int64")
+    out["dayofweek"] = ds.dt.day_of_week.astype("int64")
     return out

@@ -355,10 +355,10 @@ def load_training_series(data_dir: Path, series: SeriesId, *, use_all: bool = Fa
     if not use_all:
         y = y.loc[y.index >= train_start]
     y = y.dropna()
-    if len(y) > 1:
-        step = freq_offset(series.freq)
-        if bool((np.diff(y.index.asi8) == step.value).all()):
-            y.index.freq = pd.tseries.frequencies.to_offset(FREQUENCIES[series.freq])
+    try:  # a regular index gets its freq; one with holes (use_all across a gap) keeps None
+        y.index = pd.DatetimeIndex(y.index, freq=FREQUENCIES[series.freq])
+    except ValueError:
+        pass
     return y
 
 

@@ -9,19 +9,21 @@ ADF's null hypothesis is a unit root (reject -> stationary); KPSS's null is stat
 
 KPSS p-values come from a look-up table bounded to [0.01, 0.10]; outside it statsmodels warns
 (``InterpolationWarning``) and returns the bound. We catch that one warning and record
-``kpss_pvalue_bound: true`` instead of letting it reach the logs.
+``kpss_pvalue_bound: true`` instead of letting it reach the logs; any other warning passes.
 """
 
 from __future__ import annotations
 
 import logging
 import warnings
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 ALPHA = 0.05
 #: Tests use at most the last this many points, so they stay fast on long hourly series: ADF's
@@ -32,40 +34,59 @@ MAX_TEST_POINTS = 2000
 MIN_TEST_POINTS = 20
 
 
-def _test_one(x: np.ndarray, alpha: float) -> dict[str, Any]:
-    """ADF and KPSS on one series; statsmodels is imported lazily (it takes ~1 s)."""
-    from statsmodels.tools.sm_exceptions import InterpolationWarning
-    from statsmodels.tsa.stattools import adfuller, kpss
-
-    result: dict[str, Any] = {"n": int(len(x))}
-    if len(x) < MIN_TEST_POINTS or float(np.std(x)) == 0.0:
-        result["skipped"] = (
-            f"too few points ({len(x)} < {MIN_TEST_POINTS})"
-            if len(x) < MIN_TEST_POINTS
-            else "constant series"
-        )
-        result["stationary"] = None
-        return result
-    adf = adfuller(x, regression="c", autolag="AIC", result_object=True)
+def _quiet(expected: tuple[type[Warning], ...], call: Callable[[], T]) -> tuple[T, list[str]]:
+    """Run ``call``; swallow (and return the names of) only the ``expected`` warnings."""
     with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", InterpolationWarning)
-        kps = kpss(x, regression="c", nlags="auto", result_object=True)
-    bounded = False
-    for w in caught:  # swallow only the p-value-at-the-table-bound warning; re-raise the rest
-        if issubclass(w.category, InterpolationWarning):
-            bounded = True
+        for category in expected:
+            warnings.simplefilter("always", category)
+        value = call()
+    seen = []
+    for w in caught:
+        if issubclass(w.category, expected):
+            seen.append(w.category.__name__)
         else:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return value, seen
+
+
+def _test_one(x: np.ndarray, alpha: float) -> dict[str, Any]:
+    """ADF and KPSS on one series; statsmodels is imported lazily (it takes ~1 s)."""
+    from statsmodels.tools.sm_exceptions import InterpolationWarning, SingularMatrixWarning
+    from statsmodels.tsa.stattools import adfuller, kpss
+
+    result: dict[str, Any] = {"n": int(len(x)), "stationary": None}
+    if len(x) < MIN_TEST_POINTS:
+        result["skipped"] = f"too few points ({len(x)} < {MIN_TEST_POINTS})"
+        return result
+    if float(np.std(x)) == 0.0:
+        result["skipped"] = "constant series"
+        return result
+    try:
+        # A deterministic series (e.g. a straight line) makes ADF's regression rank-deficient.
+        adf, adf_notes = _quiet(
+            (SingularMatrixWarning,),
+            lambda: adfuller(x, regression="c", autolag="AIC", result_object=True),
+        )
+        # Outside KPSS's p-value table statsmodels warns and returns the bound (0.01 or 0.1).
+        kps, kpss_notes = _quiet(
+            (InterpolationWarning,),
+            lambda: kpss(x, regression="c", nlags="auto", result_object=True),
+        )
+    except (ValueError, np.linalg.LinAlgError) as exc:
+        result["skipped"] = f"test failed: {exc}"
+        return result
     result.update(
         adf_stat=float(adf.statistic),
         adf_pvalue=float(adf.pvalue),
         adf_lags=int(adf.lags),
         kpss_stat=float(kps.statistic),
         kpss_pvalue=float(kps.pvalue),
-        kpss_pvalue_bound=bounded,
+        kpss_pvalue_bound=bool(kpss_notes),
         kpss_lags=int(kps.lags),
+        stationary=bool(adf.pvalue < alpha and kps.pvalue > alpha),
     )
-    result["stationary"] = bool(adf.pvalue < alpha and kps.pvalue > alpha)
+    if adf_notes:
+        result["note"] = "ADF regression was rank-deficient (a deterministic series?)"
     return result
 
 
