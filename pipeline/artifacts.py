@@ -210,7 +210,10 @@ class ArtifactStore:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         logger.info(
-            "wrote %s/%s/%s", series.name, forecaster.name, version,
+            "wrote %s/%s/%s",
+            series.name,
+            forecaster.name,
+            version,
             extra={"series": series.name, "model": forecaster.name, "version": version},
         )
         return meta
@@ -342,7 +345,11 @@ class ArtifactStore:
         )
         atomic_write_json(self.series_dir(series) / CHAMPION_FILE, pointer.model_dump(mode="json"))
         logger.info(
-            "champion of %s is now %s/%s (%s)", series.name, model, version, reason,
+            "champion of %s is now %s/%s (%s)",
+            series.name,
+            model,
+            version,
+            reason,
             extra={"series": series.name, "model": model, "version": version},
         )
 
