@@ -1,3 +1,4 @@
+# HELPERS: read /work/HELPER-BRIEF.md first (agreed interfaces + common rules). Lead removes this line.
 """Fixtures shared by every test: isolated settings and the optional real data."""
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ from pipeline.config import get_settings
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 TEST_DATA = Path(__file__).resolve().parent / "data"
+
+# the `fake_coingecko` fixture: a real HTTP server on 127.0.0.1 imitating CoinGecko
+pytest_plugins = ["tests.fakes.coingecko"]
 
 
 @pytest.fixture(autouse=True)

@@ -143,7 +143,7 @@ class CoinGeckoClient:
         s = self.settings
         started = time.monotonic()
         backoff = tenacity.wait_exponential_jitter(
-            initial=s.http_backoff_initial, max=s.http_backoff_max, jitter=s.http_backoff_initial
+            multiplier=s.http_backoff_initial, max=s.http_backoff_max, jitter=s.http_backoff_initial
         )
 
         def wait(state: tenacity.RetryCallState) -> float:
@@ -299,6 +299,8 @@ class CoinGeckoClient:
     ) -> pd.DataFrame:
         """Points between ``start`` and ``end``: one call for daily data, <= 90-day windows for
         hourly data (CoinGecko answers longer ranges with daily points)."""
+        start = datetime.fromtimestamp(math.floor(start.timestamp()), UTC)
+        end = datetime.fromtimestamp(math.ceil(end.timestamp()), UTC)
         if freq == "1d":
             return self.market_chart_range(coin, vs, start, end)
         parts = [self.market_chart_range(coin, vs, a, b) for a, b in windows(start, end)]

@@ -90,9 +90,7 @@ def _reject(label: str, rows: pd.DataFrame, rule: str, values: pd.Series) -> Non
     ts = rows.loc[first, "ds"]
     where = format_ds(ts) if isinstance(ts, pd.Timestamp) and not pd.isna(ts) else f"#{first}"
     more = f" (and {len(rows) - 1} more)" if len(rows) > 1 else ""
-    raise DataValidationError(
-        f"{label}: rejected, {rule}: price {values.loc[first]!r} at {where}{more}"
-    )
+    raise DataValidationError(f"{label}: rejected, {rule} {values.loc[first]!r} at {where}{more}")
 
 
 def check_prices(frame: pd.DataFrame, label: str) -> pd.DataFrame:

@@ -1,0 +1,1 @@
+"""Real local fakes of external services for tests (no network)."""
