@@ -1,0 +1,256 @@
+"""compare_models.py end to end: reports, exit codes, the gate with a baseline, promotion."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import compare_models
+from pipeline.artifacts import ArtifactStore
+from pipeline.config import get_settings
+from pipeline.forecasters import make_forecaster
+from pipeline.forecasters.baselines import Drift
+from pipeline.series import SeriesId
+from tests.conftest import ROOT, random_walk_prices
+
+SERIES = SeriesId("bitcoin", "usd", "1d")
+GATE = str(ROOT / "quality_gate.json")
+FAST = [
+    "--models",
+    "naive,drift",
+    "--horizon",
+    "7",
+    "--step",
+    "14D",
+    "--origins",
+    "4",
+    "--n-jobs",
+    "1",
+    "--no-plots",
+    "--gate-config",
+    GATE,
+]
+
+
+@pytest.fixture
+def csv_export(tmp_path: Path) -> Path:
+    """A CoinGecko-style "export CSV" of a simulated daily price path."""
+    y = random_walk_prices(500, seed=3)
+    path = tmp_path / "btc-usd.csv"
+    lines = ["snapped_at,price,market_cap,total_volume"]
+    lines += [f"{ds:%Y-%m-%d} 00:00:00 UTC,{p:.6f},0.0,0.0" for ds, p in y.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture
+def loose_gate(tmp_path: Path) -> str:
+    """The committed gate config with a 0..1 coverage band (a 4-origin backtest is too small)."""
+    config = json.loads(Path(GATE).read_text())
+    config["thresholds"]["coverage_95_min"]["value"] = 0.0
+    config["thresholds"]["coverage_95_max"]["value"] = 1.0
+    path = tmp_path / "loose_gate.json"
+    path.write_text(json.dumps(config))
+    return str(path)
+
+
+def _reports(root: Path) -> Path:
+    [folder] = list((root / "bitcoin-usd-1d").iterdir())
+    return folder
+
+
+def test_report_folder_holds_json_markdown_folds_and_plots(
+    csv_export: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["--data", str(csv_export), "--coin", "bitcoin", *FAST]
+    args.remove("--no-plots")
+    assert compare_models.main(args) == 0
+    out = capsys.readouterr().out
+    assert "| Model | MASE |" in out and "champion:" in out
+    folder = _reports(tmp_path / "reports")
+    names = {p.name for p in folder.iterdir()}
+    assert {
+        "comparison.json",
+        "comparison.md",
+        "folds.csv",
+        "fold_metrics.csv",
+        "forecasts.png",
+        "mase_by_horizon.png",
+    } <= names
+    report = json.loads((folder / "comparison.json").read_text())
+    assert report["champion"] in {"naive", "drift"} and report["champion_reason"]
+    assert report["protocol"]["horizon"] == 7 and len(report["origins"]) == 4
+    assert set(report["metrics"]) == {"naive", "drift"}
+    assert (folder / "forecasts.png").read_bytes()[:4] == b"\x89PNG"
+    folds = pd.read_csv(folder / "folds.csv")
+    assert len(folds) == 2 * 4 * 7
+
+
+def test_naive_always_competes(csv_export: Path, tmp_path: Path) -> None:
+    args = ["--data", str(csv_export), *FAST]
+    args[args.index("naive,drift")] = "drift"
+    assert compare_models.main(args) == 0
+    report = json.loads((_reports(tmp_path / "reports") / "comparison.json").read_text())
+    assert report["models"] == ["naive", "drift"]
+
+
+def test_gate_with_baseline_passes_then_catches_a_degraded_model(
+    csv_export: Path,
+    tmp_path: Path,
+    loose_gate: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    baseline = tmp_path / "baseline.json"
+    base_args = ["--data", str(csv_export), "--baseline", str(baseline), *FAST]
+    assert compare_models.main([*base_args, "--write-baseline"]) == 0
+    entry = json.loads(baseline.read_text())["series"]["bitcoin-usd-1d"]
+    assert entry["protocol"]["horizon"] == 7 and set(entry["models"]) == {"naive", "drift"}
+
+    # The gate reuses the baseline's protocol when no protocol flag is given.
+    gate_args = [
+        "--data",
+        str(csv_export),
+        "--baseline",
+        str(baseline),
+        "--gate",
+        "--n-jobs",
+        "1",
+        "--no-plots",
+        "--gate-config",
+        loose_gate,
+    ]
+    capsys.readouterr()
+    assert compare_models.main(gate_args) == 0
+    assert "quality gate for bitcoin-usd-1d: PASSED" in capsys.readouterr().out
+
+    # A "code change" that biases drift's forecasts by 5% must fail the gate, naming the rule.
+    original = Drift._predict
+
+    def degraded(self: Drift, h: int, levels: list[int]) -> pd.DataFrame:
+        return original(self, h, levels) * 1.05
+
+    monkeypatch.setattr(Drift, "_predict", degraded)
+    assert compare_models.main(gate_args) == 1
+    out = capsys.readouterr().out
+    assert "quality gate for bitcoin-usd-1d: FAILED" in out
+    assert "[FAIL] baseline_drift: drift mean MASE" in out and "limit" in out
+    assert "[ok] baseline_naive" in out
+
+
+def test_impossible_threshold_fails_the_gate(
+    csv_export: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = json.loads(Path(GATE).read_text())
+    # The champion would have to beat naive by 50%: impossible when naive is the champion.
+    config["thresholds"]["champion_mase_tolerance"]["value"] = -0.5
+    strict = tmp_path / "strict_gate.json"
+    strict.write_text(json.dumps(config))
+    args = [
+        "--data",
+        str(csv_export),
+        *FAST,
+        "--gate",
+        "--gate-config",
+        str(strict),
+        "--coverage-band",
+        "0,1",
+    ]
+    assert compare_models.main(args) == 1
+    out = capsys.readouterr().out
+    assert "[FAIL] champion_vs_naive: champion naive mean MASE 1.2280, limit 0.6140" in out
+    gate = json.loads((_reports(tmp_path / "reports") / "comparison.json").read_text())["gate"]
+    assert gate["passed"] is False
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--source", "sample"], "compare_models evaluates local data"),
+        (["--data", "missing.csv"], "no such file"),
+        (
+            ["--data", "{csv}", "--scheduler", "tcp://127.0.0.1:1", "--backend", "loky"],
+            "--scheduler needs --backend dask",
+        ),
+        (["--data", "{csv}", "--models", "nonsense"], "unknown model 'nonsense'"),
+        (["--data", "{csv}", "--models", "naive", "--horizon", "600"], "no usable origin"),
+        (["--data", "{csv}", "--freq", "2d"], "invalid choice"),
+        (["--data", "{csv}", "--baseline", "nope.json", "--gate"], "baseline nope.json not found"),
+    ],
+)
+def test_bad_usage_exits_2(
+    csv_export: Path, extra: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = [a.replace("{csv}", str(csv_export)) for a in extra]
+    assert compare_models.main(["--n-jobs", "1", "--gate-config", GATE, *args]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_gate_refuses_a_baseline_computed_on_other_data(
+    csv_export: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    baseline = tmp_path / "baseline.json"
+    assert (
+        compare_models.main(
+            ["--data", str(csv_export), "--baseline", str(baseline), "--write-baseline", *FAST]
+        )
+        == 0
+    )
+    text = csv_export.read_text().replace(",0.0,0.0\n", ",0.0,0.0\n", 1)
+    lines = text.splitlines()
+    lines[-1] = lines[-1].replace(lines[-1].split(",")[1], "12345.0")
+    csv_export.write_text("\n".join(lines) + "\n")
+    args = [
+        "--data",
+        str(csv_export),
+        "--baseline",
+        str(baseline),
+        "--gate",
+        "--n-jobs",
+        "1",
+        "--no-plots",
+        "--gate-config",
+        GATE,
+    ]
+    assert compare_models.main(args) == 2
+    assert "the data differs" in capsys.readouterr().err
+
+
+def test_promote_needs_a_trained_model_then_promotes_it(
+    csv_export: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["--data", str(csv_export), *FAST, "--promote", "--coverage-band", "0,1"]
+    assert compare_models.main(args) == 2
+    err = capsys.readouterr().err
+    assert "no trained" in err and "python -m pipeline.train --coin bitcoin" in err
+
+    store = ArtifactStore(get_settings().models_dir)
+    y = random_walk_prices(500, seed=3)
+    for name in ("naive", "drift"):
+        store.write_version(SERIES, make_forecaster(name).fit(y), y, horizon=7)
+    assert compare_models.main(args) == 0
+    champion = json.loads((_reports(tmp_path / "reports") / "comparison.json").read_text())
+    pointer = store.champion(SERIES)
+    assert pointer is not None and pointer.model == champion["champion"]
+    assert pointer.reason.startswith("compare_models: ")
+
+
+@pytest.mark.shared_data
+def test_real_daily_file_compares_cleanly(shared_data: Path, tmp_path: Path) -> None:
+    args = [
+        "--data",
+        str(shared_data / "bitstamp_btcusd_1d_2014-2021.csv"),
+        "--coin",
+        "bitcoin",
+        *FAST,
+        "--train-window",
+        "365",
+    ]
+    assert compare_models.main(args) == 0
+    report = json.loads((_reports(tmp_path / "reports") / "comparison.json").read_text())
+    assert report["origins"][-1] == "2021-12-25T00:00:00+00:00"
+    assert np.isfinite(report["metrics"]["naive"]["mase"])
