@@ -13,9 +13,21 @@ from pipeline.forecasters import REGISTRY, forecaster_class, interval_columns, m
 from tests.conftest import random_walk_prices
 
 #: Real models are slow to fit: their cases carry the ``slow`` mark.
-SLOW = {"arima", "prophet"}
+SLOW = {"arima", "prophet", "arima_garch", "conformal_garch", "aci_garch", "ensemble"}
 OURS = ("naive", "drift", "arima", "prophet")
-NAMES = [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in OURS]
+#: Forecast-quality models (issue 7): GARCH family, conformal wrappers, ensemble.
+QUALITY = (
+    "garch",
+    "gjr_garch",
+    "drift_garch",
+    "arima_garch",
+    "conformal_naive",
+    "conformal_garch",
+    "aci_naive",
+    "aci_garch",
+    "ensemble",
+)
+NAMES = [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in OURS + QUALITY]
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +95,7 @@ def test_horizon_handling(name: str, prices: pd.Series, fitted: dict) -> None:
         model.predict(3, levels=(80, 100))
 
 
-@pytest.mark.parametrize("name", OURS)
+@pytest.mark.parametrize("name", OURS + QUALITY)
 def test_refuses_too_short_series(name: str) -> None:
     cls = forecaster_class(name)
     short = random_walk_prices(n=cls.min_points - 1)
@@ -91,7 +103,7 @@ def test_refuses_too_short_series(name: str) -> None:
         cls().fit(short)
 
 
-@pytest.mark.parametrize("name", OURS)
+@pytest.mark.parametrize("name", OURS + QUALITY)
 def test_predict_before_fit_is_an_error(name: str) -> None:
     with pytest.raises(ForecastError, match="call fit"):
         make_forecaster(name).predict(3)
