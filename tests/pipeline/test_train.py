@@ -291,3 +291,15 @@ def test_short_history_holds_out_a_quarter(settings: Settings) -> None:
     result = train.train_series(SERIES, settings, models=["naive"])
     assert result.versions["naive"].extra["holdout"] == 10
     assert train.default_holdout(1000, 30) == 30 and train.default_holdout(2, 30) == 1
+
+
+def test_progress_bar_on_a_terminal(
+    settings: Settings,
+    y: pd.Series,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setattr(train.sys.stderr, "isatty", lambda: True)
+    train.train_series(SERIES, settings, models=["naive", "drift"], holdout=5)
+    err = capsys.readouterr().err
+    assert "training" in err and "2/2" in err
