@@ -91,14 +91,23 @@ def raw_source_path(data_dir: Path, series: SeriesId) -> Path:
 
 
 def _read_raw(path: Path) -> pd.DataFrame:
-    """Read a raw file: ``ds`` as UTC timestamps, numeric price, market cap and volume."""
-    frame = pd.read_csv(path)
-    missing = [c for c in RAW_COLUMNS if c not in frame.columns]
-    if missing:
-        raise ProcessingError(f"{path}: missing column(s) {', '.join(missing)}; re-run ingest")
-    frame["ds"] = pd.to_datetime(frame["ds"], utc=True)
-    for column in RAW_COLUMNS[1:]:
-        frame[column] = pd.to_numeric(frame[column], errors="coerce").astype(float)
+    """Read a raw file: ``ds`` as UTC timestamps, price, market cap and volume as floats.
+
+    Same semantics as ``pipeline.ingest.read_raw``, kept local so processing depends only on
+    the raw file format; errors become :class:`ProcessingError` naming the file.
+    """
+    try:
+        frame = pd.read_csv(path, dtype={"ds": "string"})
+        missing = [c for c in RAW_COLUMNS if c not in frame.columns]
+        if missing:
+            raise ValueError(f"missing column(s) {', '.join(missing)}")
+        frame["ds"] = pd.to_datetime(frame["ds"], utc=True, format="ISO8601")
+        for column in RAW_COLUMNS[1:]:
+            frame[column] = pd.to_numeric(frame[column]).astype("float64")
+    except (OSError, ValueError, TypeError) as exc:
+        raise ProcessingError(
+            f"{path}: unreadable raw file ({exc}); move it away and run `python -m pipeline.ingest`"
+        ) from exc
     return frame[list(RAW_COLUMNS)]
 
 

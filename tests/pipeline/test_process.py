@@ -249,6 +249,19 @@ def test_process_series_missing_raw_says_to_ingest():
         process_series(BTC_1D, get_settings())
 
 
+@pytest.mark.parametrize(
+    "text",
+    ["", "ds,price\n2024-01-01T00:00:00Z,1\n", "ds,price,market_cap,volume\nyesterday,1,,\n"],
+)
+def test_unreadable_raw_file_is_a_clear_error(text):
+    settings = get_settings()
+    path = raw_source_path(settings.data_dir, BTC_1D)
+    path.parent.mkdir(parents=True)
+    path.write_text(text)
+    with pytest.raises(ProcessingError, match="unreadable raw file"):
+        process_series(BTC_1D, settings)
+
+
 def test_4h_series_is_built_from_the_hourly_raw_file():
     settings = get_settings()
     write_raw(settings.data_dir, BTC_1H, hourly(48))
