@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: run pipeline serve test test-fast lint bench install install-dev clean
+.PHONY: run pipeline serve test test-fast lint check-deploy bench install install-dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,10 +39,18 @@ test: install-dev
 test-fast: install-dev
 	$(BIN)/python -m pytest -m "not slow"
 
-lint: install-dev
+lint: install-dev check-deploy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+## check-deploy: hadolint and promtool on the deployment files (installs promtool when missing)
+check-deploy: install-dev
+	bash scripts/install-promtool.sh
+	$(BIN)/hadolint --failure-threshold style Dockerfile
+	promtool check config deploy/prometheus.yml
+	promtool check rules deploy/alerts.yml
+	promtool test rules deploy/alerts_test.yml
 
 bench: install-dev
 	$(BIN)/python bench/run_all.py
