@@ -192,10 +192,14 @@ def runtime_of(request: Request) -> ApiRuntime:
 
 # -- security -------------------------------------------------------------------------------------
 api_key_header = APIKeyHeader(
-    name="X-API-Key", auto_error=False, description="needed when API_KEY is set"
+    name="X-API-Key",
+    scheme_name="ApiKey",
+    auto_error=False,
+    description="needed when API_KEY is set",
 )
 admin_key_header = APIKeyHeader(
     name="X-Admin-Key",
+    scheme_name="AdminKey",
     auto_error=False,
     description="ADMIN_API_KEY; admin endpoints are off without it",
 )
@@ -327,7 +331,9 @@ async def predict_v1(request: Request, body: PredictRequest) -> Response:
             422,
             "steps_beyond_horizon",
             str(exc),
-            details=[{"field": "body.steps", "message": str(exc), "allowed": [1, exc.maximum]}],
+            details=[
+                {"field": "body.steps", "message": str(exc), "minimum": 1, "maximum": exc.maximum}
+            ],
         ) from None
     runtime.count_prediction(served)
     return _json(payload)
@@ -406,7 +412,7 @@ async def predict_batch(request: Request) -> Response:
             422,
             "validation_error",
             message,
-            details=[{"field": "body.requests", "message": message, "allowed": [1, maximum]}],
+            details=[{"field": "body.requests", "message": message, "maximum": maximum}],
         )
     parts = []
     errors = 0
@@ -480,7 +486,14 @@ def _compat(
             422,
             "steps_beyond_horizon",
             str(exc),
-            details=[{"field": f"{where}.steps", "message": str(exc), "allowed": [1, exc.maximum]}],
+            details=[
+                {
+                    "field": f"{where}.steps",
+                    "message": str(exc),
+                    "minimum": 1,
+                    "maximum": exc.maximum,
+                }
+            ],
         ) from None
     runtime.count_prediction(served)
     return _json(payload)
@@ -716,8 +729,12 @@ def validation_details(errors: Any, prefix: str | None = None) -> list[dict[str,
             detail["allowed"] = re.findall(r"'([^']*)'", str(ctx["expected"])) or [
                 str(ctx["expected"])
             ]
-        elif {"ge", "le"} & set(ctx):
-            detail["allowed"] = [ctx.get("ge", ctx.get("gt")), ctx.get("le", ctx.get("lt"))]
+        for bound, keys in (("minimum", ("ge", "gt")), ("maximum", ("le", "lt"))):
+            for key in keys:
+                if key in ctx:
+                    detail[bound] = ctx[key]
+                    if key in ("gt", "lt"):
+                        detail[bound + "_exclusive"] = True
         out.append(detail)
     return out
 
@@ -728,6 +745,8 @@ def _details_message(details: list[dict[str, Any]]) -> str:
         text = f"{d['field']}: {d['message']}"
         if d.get("allowed") is not None:
             text += f" (allowed: {', '.join(str(a) for a in d['allowed'])})"
+        elif "minimum" in d or "maximum" in d:
+            text += f" (range: {d.get('minimum', '')}..{d.get('maximum', '')})"
         parts.append(text)
     return "; ".join(parts)
 

@@ -35,6 +35,8 @@ class ErrorDetail(BaseModel):
     field: str = Field(description="where the problem is, e.g. body.steps or query.coin")
     message: str
     allowed: list[Any] | None = Field(None, description="the allowed values, when a finite set")
+    minimum: float | None = Field(None, description="the smallest allowed value, for a range")
+    maximum: float | None = Field(None, description="the largest allowed value, for a range")
 
 
 class ErrorResponse(BaseModel):
