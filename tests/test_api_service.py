@@ -324,7 +324,7 @@ def test_openapi_documents_schemas_and_examples(client: TestClient) -> None:
     assert "X-API-Key" in json.dumps(spec["components"]["securitySchemes"])
 
 
-# -- reload -----------------------------------------------------------------------------------------
+# -- reload ---------------------------------------------------------------------------------------
 def test_reload_swaps_models(
     metas: Metas, models_dir: Path, make_client: Callable[..., TestClient]
 ) -> None:
@@ -376,7 +376,7 @@ def test_polling_picks_up_a_new_champion(
     assert version == new.version
 
 
-# -- safety -----------------------------------------------------------------------------------------
+# -- safety ---------------------------------------------------------------------------------------
 def test_api_key_and_admin_key(metas: Metas, make_client: Callable[..., TestClient]) -> None:
     client = make_client(API_KEY="k-123")
     assert client.post("/api/v1/predict", json={}).status_code == 401
@@ -485,7 +485,7 @@ def test_internal_errors_hide_the_trace(
     assert any("secret /internal/path" in (r.exc_text or "") for r in caplog.records)
 
 
-# -- metrics ----------------------------------------------------------------------------------------
+# -- metrics --------------------------------------------------------------------------------------
 def test_metrics_count_requests_by_route_template(client: TestClient) -> None:
     client.get("/predict", params={"steps": 2})
     client.get("/predict", params={"steps": 3})
@@ -521,7 +521,7 @@ def test_metrics_pass_promtool(client: TestClient) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-# -- the real server --------------------------------------------------------------------------------
+# -- the real server ------------------------------------------------------------------------------
 def test_main_rejects_bad_usage() -> None:
     assert api_service.main(["--workers", "0"]) == 2
     assert api_service.main(["--port", "70000"]) == 2
