@@ -15,7 +15,13 @@ from pathlib import Path
 
 from pipeline.config import Settings, load_settings
 from pipeline.errors import PipelineError, UsageError
-from pipeline.ingest.stage import RAW_FREQUENCIES, IngestResult, check_source, ingest_series
+from pipeline.ingest.stage import (
+    RAW_FREQUENCIES,
+    IngestResult,
+    check_source,
+    ingest_many,
+    raw_series,
+)
 from pipeline.logs import configure_logging
 from pipeline.series import SeriesId
 
@@ -82,15 +88,15 @@ def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(**overrides)
 
 
-def _frequencies(args: argparse.Namespace, settings: Settings) -> list[str]:
-    if args.freq is not None:
-        wanted = [f.strip() for f in args.freq.split(",") if f.strip()]
-        bad = [f for f in wanted if f not in RAW_FREQUENCIES]
-        if bad or not wanted:
-            raise UsageError(f"--freq {args.freq!r}: use 1h and/or 1d")
-    else:
-        wanted = ["1h" if f == "4h" else f for f in settings.frequencies]
-    return list(dict.fromkeys(wanted))
+def _series(args: argparse.Namespace, settings: Settings) -> list[SeriesId]:
+    if args.freq is None:
+        return raw_series(settings)
+    wanted = [f.strip() for f in args.freq.split(",") if f.strip()]
+    bad = [f for f in wanted if f not in RAW_FREQUENCIES]
+    if bad or not wanted:
+        raise UsageError(f"--freq {args.freq!r}: use 1h and/or 1d")
+    freqs = list(dict.fromkeys(wanted))
+    return [SeriesId(c, settings.vs_currency, f) for c in settings.coins for f in freqs]
 
 
 def _describe(result: IngestResult) -> str:
@@ -109,22 +115,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = _settings(args)
         configure_logging(settings.log_level, settings.log_format)
         source = check_source(settings.source)
-        freqs = _frequencies(args, settings)
-        if source.startswith("csv:") and len(settings.coins) * len(freqs) > 1:
+        series = _series(args, settings)
+        if source.startswith("csv:") and len(series) > 1:
             raise UsageError("--source csv:PATH holds one series: give one --coin and one --freq")
-        series = [SeriesId(c, settings.vs_currency, f) for c in settings.coins for f in freqs]
     except UsageError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2
 
     exit_code = 0
-    for one in series:
-        try:
-            result = ingest_series(one, settings, source=source, days=args.days, since=args.since)
-        except PipelineError as exc:
-            logger.error("%s: ingest failed: %s", one.name, exc, extra={"coin": one.coin})
-            sys.stdout.write(f"{one.name}: FAILED: {exc}\n")
-            exit_code = max(exit_code, exc.exit_code)
-            continue
-        sys.stdout.write(f"{one.name}: {_describe(result)}\n")
+    for one, outcome in ingest_many(
+        series, settings, source=source, days=args.days, since=args.since
+    ):
+        if isinstance(outcome, PipelineError):
+            sys.stdout.write(f"{one.name}: FAILED: {outcome}\n")
+            exit_code = max(exit_code, outcome.exit_code)
+        else:
+            sys.stdout.write(f"{one.name}: {_describe(outcome)}\n")
     return exit_code

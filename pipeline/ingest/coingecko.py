@@ -192,7 +192,11 @@ class CoinGeckoClient:
             raise self._gave_up(exc, url, coin, retrying, started) from exc
         except (requests.ConnectionError, requests.Timeout) as exc:
             attempts = retrying.statistics.get("attempt_number", 1)
-            kind = "timed out" if isinstance(exc, requests.Timeout) else "connection failed"
+            kind = "connection failed"
+            if isinstance(exc, requests.Timeout):
+                kind = "timed out"
+            elif _is_dns_failure(exc):
+                kind = "host name not resolved, offline?"
             raise SourceUnavailableError(
                 f"{coin}: CoinGecko unreachable at {self.base_url} ({kind} after {attempts} "
                 f"attempt(s): {type(exc).__name__}); check the network, proxy or "

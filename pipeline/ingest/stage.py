@@ -4,6 +4,7 @@ the CLI, ``python -m pipeline`` and the scheduler."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Any
 import pandas as pd
 
 from pipeline.config import Settings
-from pipeline.errors import IngestError, SourceUnavailableError, UsageError
+from pipeline.errors import IngestError, PipelineError, SourceUnavailableError, UsageError
 from pipeline.ingest.coingecko import CoinGeckoClient
 from pipeline.ingest.csv_formats import read_csv_export
 from pipeline.ingest.sample import simulate
@@ -126,6 +127,35 @@ def ingest_series(
                 series, "none", 0, len(stored.frame), path, note="offline; kept existing data"
             )
         return _ingest_sample(series, settings, stored, days, since, now, source, str(exc))
+
+
+def raw_series(settings: Settings) -> list[SeriesId]:
+    """The raw series behind ``settings.series()``: 4h is processed from the 1h raw file."""
+    seen: dict[SeriesId, None] = {}
+    for one in settings.series():
+        seen[SeriesId(one.coin, one.vs, "1h" if one.freq == "4h" else one.freq)] = None
+    return list(seen)
+
+
+def ingest_many(
+    series: Sequence[SeriesId],
+    settings: Settings,
+    *,
+    source: str | None = None,
+    days: int | None = None,
+    since: datetime | None = None,
+) -> list[tuple[SeriesId, IngestResult | PipelineError]]:
+    """Ingest each series in turn; one series' failure does not stop the others."""
+    outcomes: list[tuple[SeriesId, IngestResult | PipelineError]] = []
+    for one in series:
+        try:
+            outcomes.append(
+                (one, ingest_series(one, settings, source=source, days=days, since=since))
+            )
+        except PipelineError as exc:
+            logger.error("%s: ingest failed: %s", one.name, exc, extra={"coin": one.coin})
+            outcomes.append((one, exc))
+    return outcomes
 
 
 def _start(

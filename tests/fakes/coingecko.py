@@ -220,7 +220,7 @@ class FakeCoinGecko:
         elif fault in ("500", "503"):
             self._send(handler, int(fault), {"error": "internal error"})
         elif fault == "html":
-            page = "<!DOCTYPE html><html><head><title>Just a moment...</title></head><body></body></html>"
+            page = "<!DOCTYPE html><html><head><title>Just a moment...</title></head></html>"
             self._send_text(handler, 200, page, "text/html; charset=utf-8")
         else:
             return False
