@@ -303,3 +303,18 @@ def test_progress_bar_on_a_terminal(
     train.train_series(SERIES, settings, models=["naive", "drift"], holdout=5)
     err = capsys.readouterr().err
     assert "training" in err and "2/2" in err
+
+
+@pytest.mark.slow
+def test_fixed_arima_order_reaches_the_artifact_and_reloads(
+    settings: Settings, y: pd.Series
+) -> None:
+    result = train.train_series(SERIES, settings, models=["arima"], order=(1, 1, 0), holdout=10)
+    assert result.failures == {}
+    meta = result.versions["arima"]
+    assert list(meta.params["order"]) == [1, 1, 0]
+    loaded = ArtifactStore(settings.models_dir).load(SERIES, "arima", meta.version, with_model=True)
+    assert loaded.forecaster is not None
+    pd.testing.assert_frame_equal(
+        loaded.forecaster.predict(meta.horizon), loaded.forecast, check_freq=False
+    )
