@@ -125,6 +125,15 @@ class CoinGeckoClient:
         if key is not None and self.has_key:
             self.session.headers[self.key_header] = key.get_secret_value()
 
+    def close(self) -> None:
+        self.session.close()
+
+    def __enter__(self) -> CoinGeckoClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     @property
     def plan(self) -> str:
         if self.settings.coingecko_api_plan != "auto":

@@ -196,10 +196,11 @@ def _ingest_coingecko(
         " (incremental)" if incremental else "",
         extra={"coin": series.coin},
     )
-    if series.freq == "1d" and days is not None and since is None:
-        points = client.market_chart(series.coin, series.vs, days, interval="daily")
-    else:
-        points = client.history(series.coin, series.vs, series.freq, start, now)
+    with client:
+        if series.freq == "1d" and days is not None and since is None:
+            points = client.market_chart(series.coin, series.vs, days, interval="daily")
+        else:
+            points = client.history(series.coin, series.vs, series.freq, start, now)
     batch = normalize(points, series.freq, f"{series.name} (coingecko)")
     if batch.empty:
         if incremental:
