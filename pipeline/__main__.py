@@ -37,18 +37,11 @@ class StageError(Exception):
         self.exit_code = exc.exit_code if isinstance(exc, PipelineError) else 1
 
 
-def raw_series(series: Sequence[SeriesId]) -> list[SeriesId]:
-    """The raw series to ingest: 4h series are built from hourly data."""
-    wanted: dict[SeriesId, None] = {}
-    for s in series:
-        wanted[SeriesId(s.coin, s.vs, "1h") if s.freq == "4h" else s] = None
-    return list(wanted)
+def run_ingest(settings: Settings, days: int | None) -> None:
+    """Ingest the raw series behind the configured ones (4h comes from hourly data)."""
+    from pipeline.ingest import ingest_series, raw_series
 
-
-def run_ingest(series: Sequence[SeriesId], settings: Settings, days: int | None) -> None:
-    from pipeline.ingest import ingest_series
-
-    for raw in raw_series(series):
+    for raw in raw_series(settings):
         start = time.perf_counter()
         try:
             result = ingest_series(raw, settings, source=settings.source, days=days)
@@ -157,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ", ".join(s.name for s in series), settings.source, ",".join(models),
     )  # fmt: skip
     try:
-        run_ingest(series, settings, args.days)
+        run_ingest(settings, args.days)
         run_process(series, settings)
         try:
             results = train_many(series, settings, models=models, n_jobs=settings.n_jobs)

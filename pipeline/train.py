@@ -18,7 +18,6 @@ CLI: ``python -m pipeline.train --coin bitcoin --freq 1d --models naive,arima``.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import time
@@ -120,17 +119,15 @@ def parse_until(text: str | None) -> datetime | None:
 
 def raw_meta(data_dir: Path, series: SeriesId) -> dict[str, Any]:
     """The raw file's ``meta.json`` (4h series come from the hourly raw file); ``{}`` if absent."""
+    from pipeline.ingest import raw_path, read_meta
+
     raw_freq = "1h" if series.freq == "4h" else series.freq
-    path = Path(data_dir) / "raw" / f"{SeriesId(series.coin, series.vs, raw_freq).name}.meta.json"
-    try:
-        meta = json.loads(path.read_text("utf-8"))
-    except FileNotFoundError:
-        logger.warning("no raw metadata at %s: data source unknown", path)
+    path = raw_path(data_dir, SeriesId(series.coin, series.vs, raw_freq))
+    meta = read_meta(path)
+    if meta is None:
+        logger.warning("no readable metadata beside %s: data source unknown", path)
         return {}
-    except (OSError, ValueError) as exc:
-        logger.warning("unreadable raw metadata %s: %s", path, exc)
-        return {}
-    return meta if isinstance(meta, dict) else {}
+    return meta
 
 
 def training_series(

@@ -19,11 +19,6 @@ BTC_1D = SeriesId("bitcoin", "usd", "1d")
 BTC_1H = SeriesId("bitcoin", "usd", "1h")
 
 
-def test_raw_series_builds_4h_from_hourly() -> None:
-    series = [SeriesId("bitcoin", "usd", f) for f in ("1d", "4h", "1h")]
-    assert cli.raw_series(series) == [BTC_1D, BTC_1H]
-
-
 def test_end_to_end_on_the_offline_sample(capsys: pytest.CaptureFixture[str]) -> None:
     code = cli.main(["--source", "sample", "--days", "40", "--models", "naive,drift"])
     out = capsys.readouterr().out
