@@ -43,6 +43,8 @@ logger = logging.getLogger("pipeline.process")
 
 RAW_COLUMNS = ("ds", "price", "market_cap", "volume")
 DS_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+#: At most this many gaps of each kind are listed in the reports.
+MAX_LISTED_GAPS = 500
 #: Frequencies built by resampling another frequency's raw file.
 RESAMPLED_FROM: dict[str, str] = {"4h": "1h"}
 
@@ -113,8 +115,14 @@ def _read_raw(path: Path) -> pd.DataFrame:
 
 # -- regular grid and gap policy -----------------------------------------------------------------
 def _infer_raw_step(ds: pd.Series) -> pd.Timedelta | None:
+    """The raw data's resolution: the supported frequency closest (in ratio) to the lower
+    quartile of the time differences, so gaps and the odd off-grid row do not change it."""
     diffs = ds.diff().dropna()
-    return pd.Timedelta(diffs.median()) if len(diffs) else None
+    if diffs.empty:
+        return None
+    typical = max(pd.Timedelta(diffs.quantile(0.25)).total_seconds(), 1.0)
+    steps = [freq_offset(f) for f in FREQUENCIES]
+    return min(steps, key=lambda s: abs(np.log(s.total_seconds() / typical)))
 
 
 def _to_grid(raw: pd.DataFrame, freq: str) -> tuple[pd.DataFrame, pd.Timedelta | None, bool]:
@@ -130,7 +138,7 @@ def _to_grid(raw: pd.DataFrame, freq: str) -> tuple[pd.DataFrame, pd.Timedelta |
         bad = frame.loc[~(np.isfinite(prices) & (prices > 0)), "ds"].iloc[0]
         raise ProcessingError(f"raw price at {bad.isoformat()} is not a positive number")
     raw_step = _infer_raw_step(frame["ds"])
-    if raw_step is not None and raw_step > step * 1.5:
+    if raw_step is not None and raw_step > step:
         raise UsageError(
             f"cannot build a {freq} series from raw data spaced {raw_step} apart: that would be "
             f"upsampling; process a frequency of {raw_step} or coarser, or ingest finer data"
@@ -144,7 +152,7 @@ def _to_grid(raw: pd.DataFrame, freq: str) -> tuple[pd.DataFrame, pd.Timedelta |
         }
     )
     cut = False
-    if raw_step is not None and raw_step < step * 0.75 and len(out) > 1:
+    if raw_step is not None and raw_step < step and len(out) > 1:
         # Downsampling: the last bucket is complete only once its last sub-step is observed.
         if out.index[-1] + step - raw_step > frame["ds"].iloc[-1]:
             out = out.iloc[:-1]
@@ -166,8 +174,9 @@ def regularize(
     """Put ``raw`` on a regular UTC grid at ``freq`` and apply the gap policy (pure).
 
     Returns the frame (``ds, price, market_cap, volume, imputed``; one row per grid step) and a
-    gap report: ``gaps`` (short, filled), ``long_gaps`` (each with ``start``, ``end`` and
-    ``missing_steps``), ``imputed``, ``train_start`` and grid details.
+    gap report: ``gaps`` (short, filled) and ``long_gaps`` (each with ``start``, ``end`` and
+    ``missing_steps``; the last 500 of each, with exact counts), ``imputed``, ``train_start``
+    and grid details.
     """
     if max_fill_gap < 0:
         raise UsageError(f"max_fill_gap must be >= 0, got {max_fill_gap}")
@@ -196,7 +205,7 @@ def regularize(
     report: dict[str, Any] = {
         "freq": freq,
         "raw_step": str(raw_step) if raw_step is not None else None,
-        "resampled": bool(raw_step is not None and raw_step < freq_offset(freq) * 0.75),
+        "resampled": bool(raw_step is not None and raw_step < freq_offset(freq)),
         "incomplete_last_bucket_dropped": cut,
         "max_fill_gap": max_fill_gap,
         "rows": len(frame),
@@ -204,8 +213,11 @@ def regularize(
         "last_ds": frame["ds"].iloc[-1].isoformat(),
         "imputed": int(imputed.sum()),
         "missing": int(frame["price"].isna().sum()),
-        "gaps": short_gaps,
-        "long_gaps": long_gaps,
+        "short_gap_count": len(short_gaps),
+        "long_gap_count": len(long_gaps),
+        # The most recent gaps (the counts above are exact).
+        "gaps": short_gaps[-MAX_LISTED_GAPS:],
+        "long_gaps": long_gaps[-MAX_LISTED_GAPS:],
         "train_start": train_start.isoformat(),
     }
     return frame, report
@@ -285,7 +297,7 @@ def process_series(
         meta_path=_meta_path(path),
         rows=len(frame),
         imputed=gaps["imputed"],
-        long_gaps=len(gaps["long_gaps"]),
+        long_gaps=gaps["long_gap_count"],
         train_start=train_start,
         training_rows=len(training),
         d=stationarity["d"],
@@ -295,15 +307,18 @@ def process_series(
 
 def _log_result(series: SeriesId, meta: dict[str, Any]) -> None:
     st = meta["stationarity"]
-    for gap in meta["long_gaps"]:
+    if meta["long_gaps"]:
+        last = meta["long_gaps"][-1]
         logger.warning(
-            "%s: long gap of %d steps from %s to %s (longer than max_fill_gap=%d): "
-            "training starts after it",
+            "%s: %d gap(s) longer than max_fill_gap=%d steps, the last from %s to %s "
+            "(%d steps); %s",
             series.name,
-            gap["missing_steps"],
-            gap["start"],
-            gap["end"],
+            meta["long_gap_count"],
             meta["max_fill_gap"],
+            last["start"],
+            last["end"],
+            last["missing_steps"],
+            "keeping all data (--keep-all)" if meta["keep_all"] else "training starts after it",
             extra={"series": series.name},
         )
 
@@ -317,7 +332,7 @@ def _log_result(series: SeriesId, meta: dict[str, Any]) -> None:
         series.name,
         meta["rows"],
         meta["imputed"],
-        len(meta["long_gaps"]),
+        meta["long_gap_count"],
         meta["train_start"],
         pv("log_price", "adf"),
         pv("log_price", "kpss"),

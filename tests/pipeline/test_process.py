@@ -113,6 +113,16 @@ def test_long_gap_is_reported_left_missing_and_sets_train_start():
     ]
     assert report["train_start"] == "2024-01-18T00:00:00+00:00"
     assert report["missing"] == 7
+    assert (report["short_gap_count"], report["long_gap_count"]) == (1, 1)
+
+
+def test_gap_lists_are_capped_but_counts_are_exact():
+    raw = daily(1800, drop=tuple(range(1, 1800, 3)))  # 600 one-day gaps
+    _, report = regularize(raw, "1d", max_fill_gap=0)
+    assert report["long_gap_count"] == 600 and len(report["long_gaps"]) == 500
+    assert (
+        report["long_gaps"][-1]["start"] == "2028-12-03T00:00:00+00:00"
+    )  # the most recent (day 1798)
 
 
 def test_train_start_follows_the_last_of_several_long_gaps():
@@ -185,6 +195,16 @@ def test_4h_drops_an_incomplete_last_bucket_and_handles_missing_hours():
     assert frame["volume"].iloc[1] == 2.0  # two hours observed in that bucket
     assert report["incomplete_last_bucket_dropped"] is True
     assert report["last_ds"] == "2024-01-01T16:00:00+00:00"
+
+
+def test_4h_from_jittered_hourly_snapshots():
+    # API snapshots arrive a few seconds after the hour; they still fill their hour's slot.
+    raw = hourly(24)
+    raw["ds"] = raw["ds"] + pd.to_timedelta(np.arange(24) % 7 * 5 + 3, unit="s")
+    frame, report = regularize(raw, "4h", max_fill_gap=3)
+    assert frame["price"].tolist() == [4.0, 8.0, 12.0, 16.0, 20.0, 24.0]
+    assert report["raw_step"] == "0 days 01:00:00"
+    assert report["incomplete_last_bucket_dropped"] is False
 
 
 def test_upsampling_is_refused():
@@ -273,10 +293,15 @@ def test_4h_series_is_built_from_the_hourly_raw_file():
     assert y.index.freqstr == "4h"
 
 
-def test_load_training_series_honours_train_start():
+def test_load_training_series_honours_train_start(caplog):
     settings = get_settings()
     write_raw(settings.data_dir, BTC_1D, daily(60, drop=tuple(range(20, 30))))
-    result = process_series(BTC_1D, settings)
+    with caplog.at_level(logging.INFO, logger="pipeline.process"):
+        result = process_series(BTC_1D, settings)
+    warning = next(r for r in caplog.records if r.levelno == logging.WARNING)
+    assert "1 gap(s) longer than max_fill_gap=3" in warning.getMessage()
+    assert "training starts after it" in warning.getMessage()
+    assert any("d=" in r.getMessage() and "ADF p=" in r.getMessage() for r in caplog.records)
     assert result.train_start == pd.Timestamp("2024-01-31", tz="UTC")
     assert result.training_rows == 30
 
