@@ -43,9 +43,13 @@ def _drop_plotly_notice(record: logging.LogRecord) -> bool:
 def import_prophet() -> type[Prophet]:
     """Import Prophet quietly: no plotly notice, no cmdstanpy INFO lines per fit."""
     logging.getLogger("prophet.plot").addFilter(_drop_plotly_notice)
+    from cmdstanpy.utils import get_logger
     from prophet import Prophet
 
-    # prophet sets its logger to INFO and cmdstanpy adds an INFO handler when imported.
+    # prophet sets its logger to INFO on import; cmdstanpy sets its own to DEBUG (and adds an
+    # INFO handler when the root logger has none) the first time get_logger() runs: run it now,
+    # then quiet both. Two INFO lines per fit ("Chain [1] start processing") stay out of our logs.
+    get_logger()
     for name in ("prophet", "cmdstanpy"):
         logging.getLogger(name).setLevel(logging.WARNING)
     return Prophet
