@@ -50,7 +50,8 @@ WORKDIR /app
 # The code stays owned by root (read-only for the app user); only data/, models/ and reports/
 # are writable. Named volumes mounted there start with this ownership.
 COPY pipeline/ ./pipeline/
-COPY *.py ./
+# The scripts, and the gate thresholds compare_models.py reads by default.
+COPY *.py quality_gate.json ./
 
 # Numeric, so Kubernetes runAsNonRoot can verify it (10001 is the app user created above).
 USER 10001:10001

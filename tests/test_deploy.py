@@ -187,6 +187,24 @@ def test_dockerignore_keeps_secrets_outputs_and_the_venv_out_of_the_image() -> N
         assert needed not in entries
 
 
+def test_every_copied_source_exists_and_is_in_the_build_context() -> None:
+    ignored = {
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text("utf-8").splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+    for kw, args in dockerfile_instructions():
+        if kw != "COPY" or "--from=" in args:
+            continue
+        *sources, _dest = args.split()
+        for source in sources:
+            matches = list(ROOT.glob(source.rstrip("/")))
+            assert matches, f"COPY {source}: nothing matches"
+            for match in matches:
+                top = match.relative_to(ROOT).parts[0]
+                assert top not in ignored, f"COPY {source}: {top} is in .dockerignore"
+
+
 # -- docker-compose.yml ------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:
