@@ -215,6 +215,7 @@ def test_parse_until() -> None:
         train.parse_until("yesterday-ish")
 
 
+@pytest.mark.slow  # starts joblib worker processes
 def test_parallel_fits_across_series(settings: Settings) -> None:
     """Two series x two models on two worker processes (real joblib/loky)."""
     hourly = SeriesId("bitcoin", "usd", "1h")
