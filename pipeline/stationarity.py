@@ -1,11 +1,15 @@
 """Stationarity report: ADF and KPSS on log price and log returns, and the differencing order.
 
 ADF's null hypothesis is a unit root (reject -> stationary); KPSS's null is stationarity
-(reject -> not stationary). A series counts as stationary when both agree at ``alpha``:
+(reject -> not stationary). Each part of the report says what each test concludes at ``alpha``
+and ``stationary`` is true when both agree. The differencing order moves away from the usual
+``d = 1`` of prices only when both tests agree:
 
 * ``d = 0`` when log price is stationary by both tests,
-* else ``d = 1`` when log returns are,
-* else ``d = 2``.
+* ``d = 2`` when log returns are non-stationary by both tests,
+* else ``d = 1`` (log returns are stationary by at least one test). KPSS alone often rejects on
+  long return series because of volatility clustering while ADF rejects a unit root with
+  p < 1e-10; that is no reason to difference prices twice.
 
 KPSS p-values come from a look-up table bounded to [0.01, 0.10]; outside it statsmodels warns
 (``InterpolationWarning``) and returns the bound. We catch that one warning and record
@@ -96,8 +100,10 @@ def _test_one(x: np.ndarray, alpha: float) -> dict[str, Any]:
         kpss_pvalue=float(kps.pvalue),
         kpss_pvalue_bound=bool(kpss_notes),
         kpss_lags=int(kps.lags),
-        stationary=bool(adf.pvalue < alpha and kps.pvalue > alpha),
+        adf_stationary=bool(adf.pvalue < alpha),
+        kpss_stationary=bool(kps.pvalue > alpha),
     )
+    result["stationary"] = result["adf_stationary"] and result["kpss_stationary"]
     if adf_notes:
         result["note"] = "ADF regression was rank-deficient (a deterministic series?)"
     return result
@@ -125,12 +131,16 @@ def stationarity_report(
     with _single_threaded_blas():
         report["log_price"] = _test_one(log_price, alpha)
         report["log_return"] = _test_one(log_return, alpha)
-    if report["log_price"]["stationary"] is None or report["log_return"]["stationary"] is None:
-        report["d"] = None
-    elif report["log_price"]["stationary"]:
-        report["d"] = 0
-    elif report["log_return"]["stationary"]:
-        report["d"] = 1
-    else:
-        report["d"] = 2
+    report["d"] = choose_d(report["log_price"], report["log_return"])
     return report
+
+
+def choose_d(log_price: dict[str, Any], log_return: dict[str, Any]) -> int | None:
+    """The differencing order from the two parts of a report (``None`` if a part was skipped)."""
+    if "skipped" in log_price or "skipped" in log_return:
+        return None
+    if log_price["adf_stationary"] and log_price["kpss_stationary"]:
+        return 0
+    if not log_return["adf_stationary"] and not log_return["kpss_stationary"]:
+        return 2
+    return 1

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.stationarity import stationarity_report
+from pipeline.stationarity import choose_d, stationarity_report
 
 
 def prices(log_values: np.ndarray) -> pd.Series:
@@ -60,6 +60,8 @@ def test_report_keys_and_point_cap():
             "kpss_stat",
             "kpss_pvalue",
             "kpss_pvalue_bound",
+            "adf_stationary",
+            "kpss_stationary",
             "stationary",
         } <= set(report[part])
         assert 0.0 <= report[part]["adf_pvalue"] <= 1.0
@@ -81,3 +83,23 @@ def test_deterministic_series_is_reported_not_a_crash():
     report = stationarity_report(prices(np.linspace(1.0, 2.0, 200)))
     assert "rank-deficient" in report["log_return"]["note"]
     assert report["d"] in (0, 1, 2)
+
+
+def verdict(adf: bool, kpss: bool) -> dict[str, bool]:
+    return {"adf_stationary": adf, "kpss_stationary": kpss}
+
+
+@pytest.mark.parametrize(
+    ("log_price", "log_return", "d"),
+    [
+        (verdict(True, True), verdict(True, True), 0),
+        (verdict(True, False), verdict(True, True), 1),  # tests disagree on the level: difference
+        (verdict(False, False), verdict(True, True), 1),
+        (verdict(False, False), verdict(True, False), 1),  # KPSS alone rejects on returns
+        (verdict(False, False), verdict(False, True), 1),
+        (verdict(False, False), verdict(False, False), 2),  # both say returns have a unit root
+    ],
+)
+def test_choose_d_moves_from_one_only_when_both_tests_agree(log_price, log_return, d):
+    assert choose_d(log_price, log_return) == d
+    assert choose_d({"skipped": "too few points"}, log_return) is None
