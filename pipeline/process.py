@@ -18,6 +18,8 @@ Gap policy
 from __future__ import annotations
 
 import argparse
+import hashlib
+import io
 import json
 import logging
 import sys
@@ -92,14 +94,16 @@ def raw_source_path(data_dir: Path, series: SeriesId) -> Path:
     return Path(data_dir) / "raw" / f"{source.name}.csv"
 
 
-def _read_raw(path: Path) -> pd.DataFrame:
+def _read_raw(path: Path, data: bytes | None = None) -> pd.DataFrame:
     """Read a raw file: ``ds`` as UTC timestamps, price, market cap and volume as floats.
 
     Same semantics as ``pipeline.ingest.read_raw``, kept local so processing depends only on
-    the raw file format; errors become :class:`ProcessingError` naming the file.
+    the raw file format; errors become :class:`ProcessingError` naming the file. ``data`` is
+    the file's content when the caller has already read it.
     """
     try:
-        frame = pd.read_csv(path, dtype={"ds": "string"})
+        source = io.BytesIO(data) if data is not None else path
+        frame = pd.read_csv(source, dtype={"ds": "string"})
         missing = [c for c in RAW_COLUMNS if c not in frame.columns]
         if missing:
             raise ValueError(f"missing column(s) {', '.join(missing)}")
@@ -247,8 +251,9 @@ def process_series(
             f"{raw_file}: raw file not found; run `python -m pipeline.ingest --coin {series.coin} "
             f"--vs {series.vs} --freq {RESAMPLED_FROM.get(series.freq, series.freq)}` first"
         )
-    raw_sha = sha256_file(raw_file)
-    raw = _read_raw(raw_file)
+    content = raw_file.read_bytes()  # hash exactly the bytes we parse
+    raw_sha = hashlib.sha256(content).hexdigest()
+    raw = _read_raw(raw_file, content)
     try:
         frame, gaps = regularize(raw, series.freq, settings.max_fill_gap)
     except PipelineError as exc:
