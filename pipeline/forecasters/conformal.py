@@ -25,9 +25,13 @@ Steps beyond the calibrated horizon use the last step's factors. The origins, ra
 scores and factors are reported by :meth:`Conformal.fitted_params`, so the artifact metadata
 records the whole calibration.
 
-Refitting: by default each calibration model is built with the hyper-parameters the full-window
-fit chose (``reuse_fitted=True``: e.g. an ARIMA order, when the base constructor accepts it), so
-no model search is repeated 40 times; parameters are still re-estimated at each origin.
+Refitting: by default (``reuse_fitted=True``) each calibration model reuses what the full-window
+fit chose, so no model search or optimisation is repeated 40 times: a base that has a
+``calibration_params()`` method says how (the GARCH models keep their fitted parameters and only
+re-run the variance recursion on the data before each origin); otherwise the fitted values its
+constructor accepts are passed on (e.g. an ARIMA order, whose coefficients are re-estimated).
+This uses parameters estimated on the whole training window, a mild look-ahead *within* the
+training data only; ``reuse_fitted=False`` refits everything from scratch at every origin.
 """
 
 from __future__ import annotations
@@ -191,8 +195,12 @@ class Conformal(Forecaster):
             )
         cal_params = dict(p["base_params"])
         if p["reuse_fitted"]:
-            chosen = constructor_params(self.base_cls_, self.base_.fitted_params())
-            cal_params = {**chosen, **cal_params}
+            hook = getattr(self.base_, "calibration_params", None)
+            if callable(hook):
+                chosen = hook()
+            else:
+                chosen = constructor_params(self.base_cls_, self.base_.fitted_params())
+            cal_params = {**cal_params, **chosen}
 
         def factory(train: pd.Series) -> Forecaster:
             return self.base_cls_(**cal_params).fit(train)
@@ -247,28 +255,45 @@ class Conformal(Forecaster):
             return {}
         return {"base_fitted": self.base_.fitted_params(), "calibration": self.calibration_}
 
+    def shape_level(self, level: int) -> int:
+        """The calibrated level whose base interval gives the shape of a ``level`` interval."""
+        calibrated = [int(k) for k in self.calibration_["factors"]]
+        return min(calibrated, key=lambda c: (abs(c - level), -c))
+
     def factors(self, level: int, h: int) -> np.ndarray:
-        """Calibration factors for steps 1..h (the last calibrated step repeats beyond)."""
-        try:
-            f = np.asarray(self.calibration_["factors"][str(level)], dtype=float)
-        except KeyError:
-            raise ForecastError(
-                f"{self.name}: level {level} was not calibrated; calibrated levels: "
-                f"{', '.join(self.calibration_['factors'])} (set levels=... when creating it)"
-            ) from None
+        """Factors for steps 1..h, applied to the base's ``shape_level(level)`` interval.
+
+        For a calibrated level they are the stored ones. Any other level is calibrated on the
+        fly from the stored scores of the nearest calibrated level (the conformal quantile at
+        the requested level of those scores), so every level in (0, 100) is supported.
+        Steps beyond the calibrated horizon repeat the last calibrated step's factor.
+        """
+        cal = self.calibration_
+        if str(level) in cal["factors"]:
+            f = np.asarray(cal["factors"][str(level)], dtype=float)
+        else:
+            raw = cal["scores"][str(self.shape_level(level))]
+            scores = np.array([[np.nan if v is None else v for v in row] for row in raw], float)
+            p = self.params
+            if p["method"] == "split":
+                f, _ = split_factors(scores, level, p["pool_steps"])
+            else:
+                warmup = min(p["warmup"], scores.shape[0] - 1)
+                f, _ = adaptive_factors(scores, level, p["pool_steps"], p["gamma"], warmup)
         if h > f.size:
             f = np.concatenate([f, np.full(h - f.size, f[-1])])
         return f[:h]
 
     # -- forecasting ----------------------------------------------------------------------------
     def _predict(self, h: int, levels: list[int]) -> pd.DataFrame:
-        fc = self.base_.predict(h, levels)
+        shapes = {level: self.shape_level(level) for level in levels}
+        fc = self.base_.predict(h, sorted(set(shapes.values())))
         mean = np.log(fc["mean"].to_numpy())
         out: dict[str, np.ndarray] = {"mean": fc["mean"].to_numpy()}
         for level in levels:
             f = self.factors(level, h)
-            lo = np.log(fc[f"lower_{level}"].to_numpy())
-            hi = np.log(fc[f"upper_{level}"].to_numpy())
+            lo = np.log(fc[f"lower_{shapes[level]}"].to_numpy())
+            hi = np.log(fc[f"upper_{shapes[level]}"].to_numpy())
             out[f"lower_{level}"] = np.exp(mean - f * (mean - lo))
             out[f"upper_{level}"] = np.exp(mean + f * (hi - mean))
         return pd.DataFrame(out)

@@ -124,10 +124,13 @@ def quantile_paths(
     Step 1 uses the exact Student-t quantile ``centre[0] +- t_q * sd1`` instead of the paths.
     """
     out: dict[str, np.ndarray] = {"mean": centre.copy()}
-    for level in levels:
-        tail = (1.0 - level / 100.0) / 2.0
-        lo = centre + np.quantile(paths, tail, axis=0)
-        hi = centre + np.quantile(paths, 1.0 - tail, axis=0)
+    levels = list(levels)
+    tails = [(1.0 - level / 100.0) / 2.0 for level in levels]
+    # One sort of the paths for every probability (np.quantile per level would re-sort).
+    q = np.quantile(paths, [*tails, *(1.0 - t for t in tails)], axis=0)
+    for i, (level, tail) in enumerate(zip(levels, tails, strict=True)):
+        lo = centre + q[i]
+        hi = centre + q[len(levels) + i]
         t1 = t_quantile(p, 1.0 - tail) * sd1
         lo[0], hi[0] = centre[0] - t1, centre[0] + t1
         out[f"lower_{level}"] = lo
@@ -194,6 +197,32 @@ def fit_garch(
     return params
 
 
+#: Parameters that ``fixed_params`` must give (``scale`` included: they are in scaled units).
+FIXABLE = ("mu", "omega", "alpha", "gamma", "beta", "nu", "scale")
+#: Paths per forecast in calibration refits (they only normalise the conformal scores).
+CALIBRATION_SIMULATIONS = 1000
+#: arch's backcast: exponentially weighted mean of the first squared residuals.
+_BACKCAST_TAU = 75
+
+
+def filter_garch(log_returns: np.ndarray, fixed: dict[str, float]) -> GarchParams:
+    """Run the (GJR-)GARCH variance recursion with given parameters over new returns.
+
+    The initial variance is ``arch``'s backcast (weights ``0.94**i`` over the first 75 squared
+    residuals), so the result matches ``arch``'s filter with the same parameters.
+    """
+    e = log_returns * fixed["scale"] - fixed["mu"]
+    tau = min(_BACKCAST_TAU, e.size)
+    w = 0.94 ** np.arange(tau)
+    sigma2 = float(np.sum(w / w.sum() * e[:tau] ** 2))
+    omega, alpha, gamma, beta = fixed["omega"], fixed["alpha"], fixed["gamma"], fixed["beta"]
+    for t in range(e.size - 1):
+        sigma2 = omega + (alpha + gamma * (e[t] < 0)) * e[t] ** 2 + beta * sigma2
+    return GarchParams(
+        **{k: fixed[k] for k in FIXABLE}, last_resid=float(e[-1]), last_sigma2=float(sigma2)
+    )
+
+
 class GarchForecaster(Forecaster):
     """Random-walk log price + GARCH(1,1)-t volatility (registry name ``garch``)."""
 
@@ -206,16 +235,31 @@ class GarchForecaster(Forecaster):
     #: GJR leverage term (``o=1``).
     asymmetric: ClassVar[bool] = False
 
-    def __init__(self, *, simulations: int = 4000, seed: int = 0) -> None:
+    def __init__(
+        self,
+        *,
+        simulations: int = 4000,
+        seed: int = 0,
+        fixed_params: dict[str, float] | None = None,
+    ) -> None:
         if simulations < 100:
             raise UsageError(f"{self.name}: simulations must be >= 100, got {simulations}")
-        super().__init__(simulations=int(simulations), seed=int(seed))
+        if fixed_params is not None:
+            missing = set(FIXABLE) - set(fixed_params)
+            if missing:
+                raise UsageError(f"{self.name}: fixed_params lacks {', '.join(sorted(missing))}")
+            fixed_params = {k: float(fixed_params[k]) for k in FIXABLE}
+        super().__init__(simulations=int(simulations), seed=int(seed), fixed_params=fixed_params)
 
     # -- fitting ------------------------------------------------------------------------------
     def _fit(self, y: pd.Series) -> None:
         log_returns = np.diff(np.log(y.to_numpy()))
         scale = choose_scale(log_returns)
         self.n_returns_ = len(log_returns)
+        fixed = self.params["fixed_params"]
+        if fixed is not None:
+            self.garch_ = filter_garch(log_returns, fixed)
+            return
         self.garch_ = fit_garch(
             log_returns * scale,
             scale=scale,
@@ -223,6 +267,16 @@ class GarchForecaster(Forecaster):
             asymmetric=self.asymmetric,
             name=self.name,
         )
+
+    def calibration_params(self) -> dict[str, Any]:
+        """Constructor parameters for cheap refits (used by the conformal wrapper): the fitted
+        GARCH parameters are kept and only the variance recursion is re-run on new data (with
+        fewer simulated paths: calibration forecasts only normalise the conformal scores)."""
+        return {
+            "fixed_params": {k: getattr(self.garch_, k) for k in FIXABLE},
+            "simulations": min(self.params["simulations"], CALIBRATION_SIMULATIONS),
+            "seed": self.params["seed"],
+        }
 
     def fitted_params(self) -> dict[str, Any]:
         if not hasattr(self, "garch_"):
