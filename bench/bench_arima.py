@@ -168,7 +168,8 @@ def report(rows: list[dict[str, Any]], repeat: int) -> str:
             f"{r['case']}: speed target {'met' if faster else 'MISSED'} "
             f"({r['pmdarima_s'] / r['ours_s']:.1f}x pmdarima's speed); MASE target "
             f"{'met' if no_worse else 'MISSED'} "
-            f"({r['ours_mase'] - r['pmdarima_mase']:+.3f} vs pmdarima)"
+            f"({r['ours_mase'] - r['pmdarima_mase']:+.4f} vs pmdarima, "
+            f"{(r['ours_mase'] / r['pmdarima_mase'] - 1) * 100:+.2f}%)"
         )
     return "\n".join(lines)
 
