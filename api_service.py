@@ -1,8 +1,11 @@
 """The prediction API: ``python api_service.py --host 127.0.0.1 --port 8000 [--workers N]``.
 
 Thin on purpose: the app lives in :mod:`pipeline.api_app` (routes, lifespan), the model registry in
-:mod:`pipeline.serving`, cross-cutting concerns in :mod:`pipeline.api_middleware`. ``app`` below is
-what uvicorn imports (``uvicorn api_service:app`` works too); importing it loads nothing.
+:mod:`pipeline.serving`, cross-cutting concerns in :mod:`pipeline.api_middleware`. ``app`` is what
+uvicorn imports (``uvicorn api_service:app`` works too). It is built on first access, so that
+importing this module stays cheap: each worker uvicorn spawns re-imports it as ``__mp_main__``
+before it can answer the supervisor's health pings (5 s), and on a busy machine the app's imports
+(pandas, scipy, fastapi) could take longer than that and get the worker killed.
 """
 
 from __future__ import annotations
@@ -15,15 +18,29 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from pipeline.api_app import create_app
-from pipeline.config import load_settings
-from pipeline.errors import PipelineError
-from pipeline.logs import configure_logging
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 logger = logging.getLogger("api_service")
+_app: FastAPI | None = None
 
-app = create_app()
+
+def get_app() -> FastAPI:
+    """The ASGI app (created once; creating it reads and loads nothing)."""
+    global _app
+    if _app is None:
+        from pipeline.api_app import create_app
+
+        _app = create_app()
+    return _app
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":
+        return get_app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _parser(default_host: str, default_port: int, default_poll: float) -> argparse.ArgumentParser:
@@ -68,6 +85,10 @@ def _prepare_multiprocess_dir(workers: int, configured: Path | None) -> Path | N
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from pipeline.config import load_settings
+    from pipeline.errors import PipelineError
+    from pipeline.logs import configure_logging
+
     try:
         settings = load_settings()
     except PipelineError as exc:
@@ -94,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         uvicorn.run(
-            "api_service:app" if args.workers > 1 else app,
+            "api_service:app" if args.workers > 1 else get_app(),
             host=args.host,
             port=args.port,
             workers=args.workers,
@@ -102,6 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             access_log=False,
             server_header=False,
             timeout_graceful_shutdown=10,
+            timeout_worker_healthcheck=15,
         )
     finally:
         if temp_dir is not None:

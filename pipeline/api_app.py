@@ -25,10 +25,11 @@ from typing import Annotated, Any
 import anyio
 from fastapi import APIRouter, FastAPI, Query, Request, Security
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
 from fastapi.security import APIKeyHeader
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -48,6 +49,7 @@ from pipeline.api_models import (
     BatchResponse,
     CompatPredictRequest,
     CompatPredictResponse,
+    CompatQuery,
     DataLatestResponse,
     ErrorResponse,
     HealthResponse,
@@ -252,17 +254,18 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 # -- helpers --------------------------------------------------------------------------------------
-def _series(runtime: ApiRuntime, coin: str | None, vs: str | None, freq: str | None) -> SeriesId:
-    default_coin, default_freq = runtime.default_series()
-    settings = runtime._settings()
-    try:
-        return SeriesId(coin or default_coin, vs or settings.vs_currency, freq or default_freq)
-    except UsageError as exc:
-        raise ApiError(422, "validation_error", str(exc)) from None
-
-
-def _lookup(runtime: ApiRuntime, series: SeriesId, model: str) -> ServedModel:
+def _lookup(
+    runtime: ApiRuntime, coin: str | None, vs: str | None, freq: str | None, model: str
+) -> ServedModel:
+    """The served model: a dict lookup on the hot path; a full check explains a miss."""
     registry = runtime.registry_holder().registry
+    settings = runtime._settings()
+    coin = coin or settings.coins[0]
+    vs = vs or settings.vs_currency
+    freq = freq or settings.frequencies[0]
+    served = registry.find(f"{coin}-{vs}-{freq}", model)
+    if served is not None:
+        return served
     if registry.empty:
         raise ApiError(
             503,
@@ -270,9 +273,38 @@ def _lookup(runtime: ApiRuntime, series: SeriesId, model: str) -> ServedModel:
             "no models are loaded: run the pipeline (make pipeline), then POST /model/reload",
         )
     try:
+        series = SeriesId(coin, vs, freq)
+    except UsageError as exc:
+        raise ApiError(422, "validation_error", str(exc)) from None
+    try:
         return registry.get(series, model)
     except NotServedError as exc:
         raise ApiError(404, "not_found", str(exc), available=exc.available) from None
+
+
+def _check_api_key(runtime: ApiRuntime, scope: Scope) -> None:
+    """The API-key check of the hot endpoints (no FastAPI dependency: it costs ~0.1 ms)."""
+    expected = runtime.api_key
+    if expected is None:
+        return
+    provided = next((v for k, v in scope["headers"] if k == b"x-api-key"), None)
+    if provided is None or not hmac.compare_digest(provided, expected):
+        raise ApiError(
+            401,
+            "unauthorized",
+            "missing or invalid X-API-Key header",
+            headers={"WWW-Authenticate": "APIKey"},
+        )
+
+
+def _invalid(exc: ValidationError, prefix: str) -> ApiError:
+    details = validation_details(exc.errors(), prefix=prefix)
+    return ApiError(422, "validation_error", _details_message(details), details=details)
+
+
+def _steps_error(exc: StepsError, field: str) -> ApiError:
+    detail = {"field": field, "message": str(exc), "minimum": 1, "maximum": exc.maximum}
+    return ApiError(422, "steps_beyond_horizon", str(exc), details=[detail])
 
 
 def _json(body: bytes, status: int = 200) -> Response:
@@ -283,31 +315,56 @@ def _dump(data: Any, status: int = 200) -> Response:
     return _json(json.dumps(data, separators=(",", ":"), default=str).encode(), status)
 
 
+def _body_doc(model: type[BaseModel]) -> dict[str, Any]:
+    ref = {"$ref": f"#/components/schemas/{model.__name__}"}
+    return {"requestBody": {"required": True, "content": {JSON: {"schema": ref}}}}
+
+
+def _query_doc(model: type[BaseModel]) -> list[dict[str, Any]]:
+    schema = model.model_json_schema()
+    return [
+        {
+            "name": name,
+            "in": "query",
+            "required": name in schema.get("required", ()),
+            "schema": prop,
+            "description": prop.get("description", ""),
+        }
+        for name, prop in schema["properties"].items()
+    ]
+
+
+#: Documented by hand, validated in the handler: FastAPI's parameter and dependency solving
+#: costs more than the rest of a hot request (see bench/bench_api.py).
+HOT: dict[str, Any] = {"security": [{"ApiKey": []}]}
+
+
 # -- routes ---------------------------------------------------------------------------------------
 router = APIRouter()
 
 
-@router.get("/", response_model=RootResponse, tags=["meta"], summary="Service name and links")
-async def root() -> Response:
-    return _dump(
-        {
-            "service": SERVICE_NAME,
-            "version": __version__,
-            "docs": "/docs",
-            "links": {
-                "predict": "/api/v1/predict",
-                "batch": "/api/v1/predict/batch",
-                "models": "/api/v1/models",
-                "compat_predict": "/predict",
-                "model_info": "/model/info",
-                "data_latest": "/data/latest",
-                "health": "/health",
-                "health_detailed": "/health/detailed",
-                "status": "/status",
-                "metrics": "/metrics",
-                "openapi": "/openapi.json",
-            },
-        }
+@router.get("/health/live", tags=["health"], summary="The process is up")
+async def health_live() -> Response:
+    return _json(_HEALTH_LIVE)
+
+
+@router.get(
+    "/predict",
+    response_model=CompatPredictResponse,
+    responses=ERRORS,
+    tags=["compatibility"],
+    summary="Champion forecast in the simple-pipeline format",
+    openapi_extra={**HOT, "parameters": _query_doc(CompatQuery)},
+)
+async def predict_compat_get(request: Request) -> Response:
+    runtime = runtime_of(request)
+    _check_api_key(runtime, request.scope)
+    try:
+        query = CompatQuery.model_validate(dict(request.query_params))
+    except ValidationError as exc:
+        raise _invalid(exc, "query") from None
+    return _compat(
+        runtime, query.steps, query.confidence_level, query.coin, query.timeframe, "query"
     )
 
 
@@ -315,26 +372,52 @@ async def root() -> Response:
     "/api/v1/predict",
     response_model=PredictResponse,
     responses=ERRORS,
-    dependencies=API_KEY,
     tags=["predict"],
     summary="Forecast a series from its champion (or a named model)",
+    openapi_extra={**HOT, **_body_doc(PredictRequest)},
 )
-async def predict_v1(request: Request, body: PredictRequest) -> Response:
+async def predict_v1(request: Request) -> Response:
     runtime = runtime_of(request)
-    served = _lookup(
-        runtime, _series(runtime, body.coin, body.vs_currency, body.timeframe), body.model
-    )
+    _check_api_key(runtime, request.scope)
+    try:
+        body = PredictRequest.model_validate_json(await request.body())
+    except ValidationError as exc:
+        raise _invalid(exc, "body") from None
+    served = _lookup(runtime, body.coin, body.vs_currency, body.timeframe, body.model)
     try:
         payload = served.predict_json(body.steps, body.levels)
     except StepsError as exc:
-        raise ApiError(
-            422,
-            "steps_beyond_horizon",
-            str(exc),
-            details=[
-                {"field": "body.steps", "message": str(exc), "minimum": 1, "maximum": exc.maximum}
-            ],
-        ) from None
+        raise _steps_error(exc, "body.steps") from None
+    runtime.count_prediction(served)
+    return _json(payload)
+
+
+@router.post(
+    "/predict",
+    response_model=CompatPredictResponse,
+    responses=ERRORS,
+    tags=["compatibility"],
+    summary="Champion forecast in the simple-pipeline format (body: steps, confidence_level)",
+    openapi_extra={**HOT, **_body_doc(CompatPredictRequest)},
+)
+async def predict_compat_post(request: Request) -> Response:
+    runtime = runtime_of(request)
+    _check_api_key(runtime, request.scope)
+    try:
+        body = CompatPredictRequest.model_validate_json(await request.body())
+    except ValidationError as exc:
+        raise _invalid(exc, "body") from None
+    return _compat(runtime, body.steps, body.confidence_level, body.coin, body.timeframe, "body")
+
+
+def _compat(
+    runtime: ApiRuntime, steps: int, level: float, coin: str | None, freq: str | None, where: str
+) -> Response:
+    served = _lookup(runtime, coin, None, freq, "champion")
+    try:
+        payload = served.compat_json(steps, 80 if level == 0.8 else 95)
+    except StepsError as exc:
+        raise _steps_error(exc, f"{where}.steps") from None
     runtime.count_prediction(served)
     return _json(payload)
 
@@ -342,49 +425,41 @@ async def predict_v1(request: Request, body: PredictRequest) -> Response:
 def _batch_item(runtime: ApiRuntime, index: int, raw: Any) -> tuple[bytes, bool]:
     try:
         item = PredictRequest.model_validate(raw)
-        served = _lookup(
-            runtime, _series(runtime, item.coin, item.vs_currency, item.timeframe), item.model
-        )
+        served = _lookup(runtime, item.coin, item.vs_currency, item.timeframe, item.model)
         payload = served.predict_json(item.steps, item.levels)
     except ValidationError as exc:
-        details = validation_details(exc.errors(), prefix=f"requests.{index}")
-        error = ApiError(422, "validation_error", _details_message(details), details=details)
+        error = _invalid(exc, f"requests.{index}")
     except StepsError as exc:
-        error = ApiError(422, "steps_beyond_horizon", str(exc))
+        error = _steps_error(exc, f"requests.{index}.steps")
     except ApiError as exc:
         error = exc
     else:
         runtime.count_prediction(served)
-        return b'{"index":%d,"ok":true,"status":200,"result":%s,"error":null}' % (
-            index,
-            payload,
-        ), True
+        ok = b'{"index":%d,"ok":true,"status":200,"result":%s,"error":null}' % (index, payload)
+        return ok, True
     rid = request_id_var.get() or "-"
     err = error_body(
         error.code, error.message, rid, available=error.available, details=error.details
     )
-    return b'{"index":%d,"ok":false,"status":%d,"result":null,"error":%s}' % (
+    failed = b'{"index":%d,"ok":false,"status":%d,"result":null,"error":%s}' % (
         index,
         error.status,
         err,
-    ), False
-
-
-_BATCH_SCHEMA = BatchRequest.model_json_schema(ref_template="#/components/schemas/{model}")
-_BATCH_SCHEMA.pop("$defs", None)
+    )
+    return failed, False
 
 
 @router.post(
     "/api/v1/predict/batch",
     response_model=BatchResponse,
     responses=ERRORS,
-    dependencies=API_KEY,
     tags=["predict"],
     summary="Several predict requests at once; each item succeeds or carries its own error",
-    openapi_extra={"requestBody": {"required": True, "content": {JSON: {"schema": _BATCH_SCHEMA}}}},
+    openapi_extra={**HOT, **_body_doc(BatchRequest)},
 )
 async def predict_batch(request: Request) -> Response:
     runtime = runtime_of(request)
+    _check_api_key(runtime, request.scope)
     start = time.perf_counter()
     raw = await request.body()
     try:
@@ -425,78 +500,35 @@ async def predict_batch(request: Request) -> Response:
     return _json(b'{"results":[' + b",".join(parts) + b'],"batch_metrics":' + metrics + b"}")
 
 
+@router.get("/", response_model=RootResponse, tags=["meta"], summary="Service name and links")
+async def root() -> Response:
+    return _dump(
+        {
+            "service": SERVICE_NAME,
+            "version": __version__,
+            "docs": "/docs",
+            "links": {
+                "predict": "/api/v1/predict",
+                "batch": "/api/v1/predict/batch",
+                "models": "/api/v1/models",
+                "compat_predict": "/predict",
+                "model_info": "/model/info",
+                "data_latest": "/data/latest",
+                "health": "/health",
+                "health_detailed": "/health/detailed",
+                "status": "/status",
+                "metrics": "/metrics",
+                "openapi": "/openapi.json",
+            },
+        }
+    )
+
+
 CoinQuery = Annotated[
     str | None,
     Query(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$", description="default: the first configured coin"),
 ]
 TimeframeQuery = Annotated[Timeframe | None, Query(description="default: the first configured one")]
-
-
-@router.get(
-    "/predict",
-    response_model=CompatPredictResponse,
-    responses=ERRORS,
-    dependencies=API_KEY,
-    tags=["compatibility"],
-    summary="Champion forecast in the simple-pipeline format",
-)
-async def predict_compat_get(
-    request: Request,
-    steps: Annotated[int, Query(ge=1, le=100)] = 1,
-    coin: CoinQuery = None,
-    timeframe: TimeframeQuery = None,
-    confidence_level: Annotated[float, Query(description="0.8 or 0.95")] = 0.95,
-) -> Response:
-    return _compat(runtime_of(request), steps, confidence_level, coin, timeframe, "query")
-
-
-@router.post(
-    "/predict",
-    response_model=CompatPredictResponse,
-    responses=ERRORS,
-    dependencies=API_KEY,
-    tags=["compatibility"],
-    summary="Champion forecast in the simple-pipeline format (body: steps, confidence_level)",
-)
-async def predict_compat_post(request: Request, body: CompatPredictRequest) -> Response:
-    return _compat(
-        runtime_of(request), body.steps, body.confidence_level, body.coin, body.timeframe, "body"
-    )
-
-
-def _compat(
-    runtime: ApiRuntime, steps: int, level: float, coin: str | None, freq: str | None, where: str
-) -> Response:
-    percent = {0.8: 80, 0.95: 95, 80.0: 80, 95.0: 95}.get(level)
-    if percent is None:
-        message = f"{where}.confidence_level: must be one of 0.8, 0.95"
-        raise ApiError(
-            422,
-            "validation_error",
-            message,
-            details=[
-                {"field": f"{where}.confidence_level", "message": message, "allowed": [0.8, 0.95]}
-            ],
-        )
-    served = _lookup(runtime, _series(runtime, coin, None, freq), "champion")
-    try:
-        payload = served.compat_json(steps, percent)
-    except StepsError as exc:
-        raise ApiError(
-            422,
-            "steps_beyond_horizon",
-            str(exc),
-            details=[
-                {
-                    "field": f"{where}.steps",
-                    "message": str(exc),
-                    "minimum": 1,
-                    "maximum": exc.maximum,
-                }
-            ],
-        ) from None
-    runtime.count_prediction(served)
-    return _json(payload)
 
 
 @router.get("/api/v1/models", response_model=ModelsResponse, dependencies=API_KEY, tags=["models"])
@@ -514,7 +546,7 @@ async def model_info(
 ) -> Response:
     """Metadata of one served model (default: the first configured series' champion)."""
     runtime = runtime_of(request)
-    served = _lookup(runtime, _series(runtime, coin, None, timeframe), model)
+    served = _lookup(runtime, coin, None, timeframe, model)
     return _dump(served.summary)
 
 
@@ -527,7 +559,13 @@ async def data_latest(
 ) -> Response:
     """The last ``limit`` processed observations of a series (data/processed/<series>.csv)."""
     runtime = runtime_of(request)
-    series = _series(runtime, coin, None, timeframe)
+    default_coin, default_freq = runtime.default_series()
+    try:
+        series = SeriesId(
+            coin or default_coin, runtime._settings().vs_currency, timeframe or default_freq
+        )
+    except UsageError as exc:
+        raise ApiError(422, "validation_error", str(exc)) from None
     assert runtime.data is not None
     try:
         return _dump(await anyio.to_thread.run_sync(runtime.data.latest, series, limit))
@@ -600,11 +638,6 @@ async def health(request: Request) -> Response:
             "series": registry.series_names(),
         }
     )
-
-
-@router.get("/health/live", tags=["health"], summary="The process is up")
-async def health_live() -> Response:
-    return _json(_HEALTH_LIVE)
 
 
 @router.get("/health/detailed", tags=["health"], summary="Models, data freshness and disk")
@@ -896,6 +929,26 @@ def create_app(*, configure_logs: bool = True) -> FastAPI:
     )
     app.state.runtime = runtime
     app.include_router(router)
+
+    def openapi() -> dict[str, Any]:
+        """FastAPI's schema plus the request bodies the hot endpoints validate themselves."""
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+            )
+            schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+            for model in (PredictRequest, CompatPredictRequest, BatchRequest):
+                doc = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                for name, sub in doc.pop("$defs", {}).items():
+                    schemas.setdefault(name, sub)
+                schemas.setdefault(model.__name__, doc)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

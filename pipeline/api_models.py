@@ -195,6 +195,26 @@ class CompatPredictRequest(BaseModel):
         return value
 
 
+class CompatQuery(BaseModel):
+    """Query parameters of ``GET /predict``."""
+
+    steps: int = Field(1, ge=1, le=100, description="steps ahead")
+    coin: str | None = Field(
+        None, pattern=r"^[a-z0-9][a-z0-9-]{0,63}$", description="default: the first configured coin"
+    )
+    timeframe: Timeframe | None = Field(None, description="default: the first configured one")
+    confidence_level: float = Field(
+        0.95, description="interval level: 0.8 or 0.95", json_schema_extra={"enum": [0.8, 0.95]}
+    )
+
+    @field_validator("confidence_level")
+    @classmethod
+    def _known_level(cls, value: float) -> float:
+        if value not in (0.8, 0.95):
+            raise ValueError("must be 0.8 or 0.95")
+        return value
+
+
 class CompatInterval(BaseModel):
     step: int
     lower: float

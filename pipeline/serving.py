@@ -48,10 +48,16 @@ def _iso(ts: datetime | pd.Timestamp) -> str:
     return stamp.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+_second: list[Any] = [-1, ""]
+
+
 def now_iso() -> str:
-    """The current UTC time with milliseconds, e.g. ``2026-11-21T12:00:00.123Z``."""
-    now = datetime.now(UTC)
-    return f"{now:%Y-%m-%dT%H:%M:%S}.{now.microsecond // 1000:03d}Z"
+    """The current UTC time with milliseconds, e.g. ``2026-11-21T12:00:00.123Z`` (hot path)."""
+    now = time.time()
+    second = int(now)
+    if second != _second[0]:
+        _second[:] = [second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))]
+    return f"{_second[1]}.{int((now - second) * 1000):03d}Z"
 
 
 def confidence_score(mean: float, lower_95: float, upper_95: float, last_price: float) -> float:
@@ -337,6 +343,15 @@ class Registry:
                 available,
             )
         return served
+
+    def find(self, series_name: str, model: str = "champion") -> ServedModel | None:
+        """Fast lookup by series name; None when absent (then :meth:`get` explains)."""
+        if model == "champion":
+            champ = self.champions.get(series_name)
+            if champ is None:
+                return None
+            model = champ
+        return self.models.get((series_name, model))
 
     def model_names(self, series_name: str) -> list[str]:
         return sorted(m for s, m in self.models if s == series_name)

@@ -320,7 +320,11 @@ def test_openapi_documents_schemas_and_examples(client: TestClient) -> None:
     )
     assert schemas["PredictRequest"]["examples"]
     batch = spec["paths"]["/api/v1/predict/batch"]["post"]
-    assert batch["requestBody"]["content"]["application/json"]["schema"]["properties"]["requests"]
+    ref = batch["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    assert schemas[ref.rsplit("/", 1)[1]]["properties"]["requests"]["items"]
+    get_predict = spec["paths"]["/predict"]["get"]
+    assert {p["name"] for p in get_predict["parameters"]} >= {"steps", "coin", "timeframe"}
+    assert get_predict["security"] == [{"ApiKey": []}]
     assert "X-API-Key" in json.dumps(spec["components"]["securitySchemes"])
 
 
@@ -473,7 +477,7 @@ def test_internal_errors_hide_the_trace(
     def boom(*args: object, **kwargs: object) -> None:
         raise RuntimeError("secret /internal/path")
 
-    monkeypatch.setattr(serving.Registry, "get", boom)
+    monkeypatch.setattr(serving.Registry, "find", boom)
     with caplog.at_level(logging.ERROR):
         response = client.post("/api/v1/predict", json={})
     assert response.status_code == 500
