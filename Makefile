@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: run pipeline serve test test-fast lint check-deploy bench install install-dev clean
+.PHONY: run pipeline serve test test-fast lint check-deploy bench install install-dev clean gate compare
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,25 @@ check-deploy: install-dev
 	promtool check config deploy/prometheus.yml
 	promtool check rules deploy/alerts.yml
 	promtool test rules deploy/alerts_test.yml
+
+## gate: model-quality gate on ../shared/data (BTC 1d, BTC 1h, ETH 1d); protocol and models come
+## from quality_baseline.json. Exit 0 = holds, 1 = a rule failed, 2 = bad usage or data.
+SHARED_DATA ?= ../shared/data
+GATE_RUNS := bitcoin:1d:bitstamp_btcusd_1d_2014-2021.csv \
+             bitcoin:1h:bitstamp_btcusd_1h_2018-2021.csv \
+             ethereum:1d:coingecko_eth-usd_1d_2015-2021.csv
+gate: install
+	@rc=0; for run in $(GATE_RUNS); do \
+	  coin=$${run%%:*}; rest=$${run#*:}; freq=$${rest%%:*}; file=$${rest#*:}; \
+	  $(BIN)/python compare_models.py --gate --baseline quality_baseline.json --no-plots \
+	    --coin $$coin --freq $$freq --data $(SHARED_DATA)/$$file; \
+	  s=$$?; if [ $$s -gt $$rc ]; then rc=$$s; fi; \
+	done; exit $$rc
+
+## compare: rolling-origin model comparison report, e.g. make compare ARGS="--coin bitcoin --freq 1h"
+ARGS ?= --coin bitcoin --freq 1d
+compare: install
+	$(BIN)/python compare_models.py $(ARGS)
 
 bench: install-dev
 	$(BIN)/python bench/run_all.py

@@ -26,7 +26,7 @@ from joblib import Parallel, delayed, parallel_config
 from pipeline.errors import ForecastError, UsageError
 from pipeline.forecasters import Forecaster, forecaster_class, make_forecaster
 from pipeline.forecasters.base import DEFAULT_LEVELS
-from pipeline.metrics import METRIC_KEYS, forecast_metrics, naive_scale, winkler_score
+from pipeline.metrics import METRIC_KEYS, direction, forecast_metrics, naive_scale, winkler_score
 from pipeline.series import freq_offset
 
 logger = logging.getLogger(__name__)
@@ -344,7 +344,7 @@ def horizon_metrics(folds: pd.DataFrame, levels: Sequence[int] = DEFAULT_LEVELS)
         "mape": 100 * err / np.abs(y),
         "smape": 100 * 2 * err / (np.abs(y) + np.abs(f)),
         "mase": err / folds["scale"].to_numpy(float),
-        "directional_accuracy": (np.sign(f - p) == np.sign(y - p)).astype(float),
+        "directional_accuracy": (direction(f, p) == np.sign(y - p)).astype(float),
     }
     for level in sorted(levels):
         lo = folds[f"lower_{level}"].to_numpy(float)

@@ -7,7 +7,7 @@ Definitions (``y`` actual, ``f`` point forecast, ``[l, u]`` a central interval a
 * ``mase`` = mae / ``naive_scale(y_train)``: the in-sample one-step naive MAE of the training window
   (Hyndman & Koehler 2006), so 1.0 means "as good as yesterday's price, in-sample"
 * ``directional_accuracy`` = share of steps where sign(f - p) == sign(y - p), ``p`` the last
-  training price
+  training price (a forecast move under 1e-9 of ``p`` counts as no move)
 * ``coverage_L`` = share of actuals with l <= y <= u (a fraction 0..1); ``width_L`` = mean (u - l)
 * ``winkler_L`` = mean of (u - l) + (2 / a) (l - y) [y < l] + (2 / a) (y - u) [y > u], a = 1 - L/100
   (the interval score of Gneiting & Raftery 2007: lower is better, misses are penalised)
@@ -51,6 +51,15 @@ def naive_scale(y_train: pd.Series | np.ndarray) -> float:
     return scale if scale > 0 else float("nan")
 
 
+def direction(forecast: np.ndarray, last: float | np.ndarray) -> np.ndarray:
+    """Sign of the forecast move from ``last``; a move below 1e-9 of the price counts as none.
+
+    (A random walk's point forecast is ``exp(log(last))``: rounding must not give it a direction.)
+    """
+    move = np.asarray(forecast, dtype=float) - last
+    return np.where(np.abs(move) <= 1e-9 * np.abs(last), 0.0, np.sign(move))
+
+
 def winkler_score(
     actual: np.ndarray, lower: np.ndarray, upper: np.ndarray, level: float
 ) -> np.ndarray:
@@ -87,7 +96,7 @@ def forecast_metrics(
             "mape": float(100.0 * np.mean(abs_err / np.abs(y))),
             "smape": float(100.0 * np.mean(2.0 * abs_err / (np.abs(y) + np.abs(f)))),
             "mase": float(np.mean(abs_err) / naive_scale(train)),
-            "directional_accuracy": float(np.mean(np.sign(f - last) == np.sign(y - last))),
+            "directional_accuracy": float(np.mean(direction(f, last) == np.sign(y - last))),
         }
     for level in sorted(levels):
         lo = forecast[f"lower_{level}"].to_numpy(dtype=float)

@@ -63,3 +63,19 @@ def test_forecast_metrics_refuse_misaligned_lengths() -> None:
     )
     with pytest.raises(ValueError, match="actual has 2 points but the forecast has 1"):
         forecast_metrics(np.array([1.0, 2.0]), forecast, pd.Series([1.0, 2.0]))
+
+
+def test_a_flat_forecast_predicts_no_direction_despite_rounding() -> None:
+    train = pd.Series([100.0, 101.0, 100.3])
+    flat = float(np.exp(np.log(100.3)))  # may differ from 100.3 in the last bit
+    forecast = pd.DataFrame(
+        {
+            "mean": [flat, flat],
+            "lower_80": [90.0] * 2,
+            "upper_80": [110.0] * 2,
+            "lower_95": [80.0] * 2,
+            "upper_95": [120.0] * 2,
+        }
+    )
+    m = forecast_metrics(np.array([101.0, 100.3]), forecast, train)
+    assert m["directional_accuracy"] == pytest.approx(0.5)  # only the unchanged step matches
