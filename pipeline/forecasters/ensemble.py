@@ -7,7 +7,8 @@ price (``mean``, ``lower_L``, ``upper_L``):
 * ``combine="mean"``: the equal-weight average;
 * ``combine="inverse_mae"``: a weighted average with weights proportional to ``1 / MAE`` of each
   member's log-price forecasts in a small rolling backtest *inside* the training series
-  (``weight_origins`` origins, each fitted only on the data before it).
+  (``weight_origins`` origins, each fitted only on the data before it; members refit cheaply with
+  what their full-window fit chose, as in :mod:`pipeline.forecasters.conformal`).
 
 Combining the interval bounds quantile by quantile is *quantile averaging* (Vincentization,
 Lichtendahl, Grushka-Cockayne & Winkler 2013): unlike mixing the members' distributions it does
@@ -114,7 +115,9 @@ class Ensemble(Forecaster):
             return np.full(len(self.members_), 1.0 / len(self.members_))
         maes = []
         for cls, kw, fitted in zip(self.classes_, p["member_params"], self.members_, strict=True):
-            cal = {**constructor_params(cls, fitted.fitted_params()), **kw}
+            hook = getattr(fitted, "calibration_params", None)
+            chosen = hook() if callable(hook) else constructor_params(cls, fitted.fitted_params())
+            cal = {**kw, **chosen}
 
             def factory(
                 train: pd.Series, cls: type[Forecaster] = cls, cal: Any = cal
