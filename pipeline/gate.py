@@ -36,7 +36,7 @@ BASELINE_METRICS = ("mase", "mae", "coverage_80", "coverage_95", "winkler_95")
 class GateConfig:
     champion_mase_tolerance: float = 0.0
     coverage_band: tuple[float, float] = (0.85, 0.99)
-    baseline_mase_tolerance: float = 0.02
+    baseline_mase_tolerance: float = 0.01
 
 
 def load_gate_config(path: Path) -> GateConfig:

@@ -292,7 +292,7 @@ def test_gate_fails_and_names_rule_value_and_threshold() -> None:
     outcome = evaluate_gate("x", summary, "arima", GateConfig(), baseline_entry=baseline)
     [failure] = outcome.failures()
     assert failure.rule == "baseline_arima"
-    assert failure.message == "arima mean MASE 0.9500, limit 0.8160 (baseline 0.8000 x (1 + 0.02))"
+    assert failure.message == "arima mean MASE 0.9500, limit 0.8080 (baseline 0.8000 x (1 + 0.01))"
 
 
 def test_broken_forecaster_fails_the_gate() -> None:
