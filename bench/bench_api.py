@@ -1,11 +1,12 @@
 """Benchmark: the prediction API under load, on this machine, in one run.
 
-    .venv/bin/python bench/bench_api.py [--duration 10] [--connections 50] [--workers 2]
+    .venv/bin/python bench/bench_api.py [--duration 5] [--rounds 2] [--connections 50] [--workers 2]
 
 Builds champion artifacts for bitcoin 1d and 1h (naive and drift on a simulated series) in a
 temporary models folder, starts the real service (``api_service.py``, uvicorn, 2 workers) on
 127.0.0.1, and drives it with ``wrk`` (installed with apt-get when missing and running as root):
-requests/s and p50/p99 latency for ``GET /predict?steps=7``, ``POST /api/v1/predict`` and
+requests/s and p50/p99 latency (medians of ``--rounds`` interleaved runs of ``--duration`` s, so
+10 s per endpoint by default) for ``GET /predict?steps=7``, ``POST /api/v1/predict`` and
 ``GET /health/live``, the predict/health-live throughput ratio, the latency of a batch of 50,
 the start-up time to ready (``/health`` 200) and the RSS of each worker. Every request goes to
 127.0.0.1 and every run is bounded by ``--duration``. Access logs stay on (JSON to a file), the
@@ -142,6 +143,19 @@ def run_wrk(
     )
 
 
+def combine(runs: list[WrkResult]) -> WrkResult:
+    """Several rounds of one endpoint: total requests over total time, median percentiles."""
+    return WrkResult(
+        label=runs[0].label,
+        rps=statistics.median(r.rps for r in runs),
+        p50_ms=statistics.median(r.p50_ms for r in runs),
+        p99_ms=statistics.median(r.p99_ms for r in runs),
+        requests=sum(r.requests for r in runs),
+        non_2xx=sum(r.non_2xx for r in runs),
+        errors="; ".join(r.errors for r in runs if re.search(r"[1-9]", r.errors)),
+    )
+
+
 def worker_pids(parent: int) -> list[int]:
     pids = []
     for entry in Path("/proc").iterdir():
@@ -157,6 +171,12 @@ def worker_pids(parent: int) -> list[int]:
             if b"spawn_main" in cmdline:
                 pids.append(int(entry.name))
     return sorted(pids) or [parent]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used (load-independent start-up cost)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_mb(pid: int) -> float:
@@ -208,7 +228,10 @@ def batch_latency(base: str, n_requests: int) -> dict[str, float]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="interleaved runs per endpoint (medians reported)"
+    )
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--workers", type=int, default=2, help="uvicorn workers")
@@ -217,8 +240,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     parser.add_argument("--log", type=Path, help="keep the server's log at this path")
     args = parser.parse_args(argv)
-    if not 1 <= args.duration <= 120:
-        parser.error("--duration must be 1..120 s")
+    if not 1 <= args.duration <= 120 or not 1 <= args.rounds <= 10:
+        parser.error("--duration must be 1..120 s and --rounds 1..10")
     wrk = ensure_wrk()
     args.load_before = load_average()
 
@@ -253,6 +276,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             proc = subprocess.Popen(cmd, cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT)
             try:
                 ready = wait_ready(base, proc)
+                startup_cpu = {pid: cpu_seconds(pid) for pid in [proc.pid, *worker_pids(proc.pid)]}
                 print(f"ready in {ready:.2f} s; wrk runs of {args.duration} s ...", flush=True)
                 lua = folder / "post.lua"
                 lua.write_text(POST_LUA.format(body=json.dumps(PREDICT_BODY)), "utf-8")
@@ -264,11 +288,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                         threads=args.threads, connections=args.connections, duration=2
                     ),
                 )
-                results = [
-                    run_wrk(wrk, "GET /health/live", f"{base}/health/live", args),
-                    run_wrk(wrk, "GET /predict?steps=7", f"{base}/predict?steps=7", args),
-                    run_wrk(wrk, "POST /api/v1/predict", f"{base}/api/v1/predict", args, lua),
+                targets = [
+                    ("GET /health/live", f"{base}/health/live", None),
+                    ("GET /predict?steps=7", f"{base}/predict?steps=7", None),
+                    ("POST /api/v1/predict", f"{base}/api/v1/predict", lua),
                 ]
+                rounds: dict[str, list[WrkResult]] = {label: [] for label, _, _ in targets}
+                for _ in range(args.rounds):  # interleaved, so a change of load hits all three
+                    for label, url, script in targets:
+                        rounds[label].append(run_wrk(wrk, label, url, args, script))
+                results = [combine(runs) for runs in rounds.values()]
                 batch = batch_latency(base, args.batches)
                 pids = worker_pids(proc.pid)
                 rss = {pid: rss_mb(pid) for pid in pids}
@@ -280,7 +309,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     proc.kill()
                 if args.log:
                     shutil.copyfile(log_path, args.log)
-        return report(args, ready, results, batch, rss)
+        return report(args, ready, results, batch, rss, startup_cpu)
 
 
 def report(
@@ -289,6 +318,7 @@ def report(
     results: list[WrkResult],
     batch: dict[str, float],
     rss: dict[int, float],
+    startup_cpu: dict[int, float],
 ) -> int:
     health, predict_get, predict_post = results
     ratio_get = predict_get.rps / health.rps if health.rps else float("nan")
@@ -296,7 +326,8 @@ def report(
     print()
     print(
         f"API benchmark: {args.workers} uvicorn workers, wrk -t{args.threads} "
-        f"-c{args.connections} -d{args.duration}s, {os.cpu_count()} cores"
+        f"-c{args.connections} -d{args.duration}s x {args.rounds} interleaved rounds "
+        f"(medians), {os.cpu_count()} cores"
     )
     print(f"load average before/after: {args.load_before} / {load_average()}")
     header = ("endpoint", "req/s", "p50 ms", "p99 ms", "requests", "non-2xx")
@@ -318,6 +349,8 @@ def report(
         ("batch of 50 (p50, in handler)", f"{batch['server_p50_ms']:.2f} ms", True, "info"),
         ("start-up to ready", f"{ready:.2f} s", ready < 5, "< 5 s"),
     ]
+    cpu = ", ".join(f"{sec:.1f}" for sec in startup_cpu.values())
+    checks.append(("start-up CPU s (parent, workers)", cpu, True, "info"))
     for pid, mb in rss.items():
         checks.append((f"RSS of worker {pid}", f"{mb:.0f} MB", mb < 300, "< 300 MB"))
     print()
@@ -333,6 +366,7 @@ def report(
             "ratio_post": ratio_post,
             "batch": batch,
             "ready_seconds": ready,
+            "startup_cpu_seconds": startup_cpu,
             "rss_mb": rss,
             "missed": missed,
             "load_average_before": args.load_before,
