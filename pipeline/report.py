@@ -247,30 +247,29 @@ def _pyplot() -> Any:
 
 
 def plot_forecasts(result: BacktestResult, path: Path, last_origins: int = 3) -> None:
-    """One panel per model: actuals and the forecasts of the last origins with 80/95% bands."""
+    """A grid (rows: models, columns: the last origins): actuals, forecast, 80/95% bands."""
     plt = _pyplot()
     folds = result.folds
     models = [m for m in result.models if m in set(folds.get("model", []))]
     if not models:
         return
     origins = sorted(folds["origin"].unique())[-last_origins:]
-    recent = folds[folds["origin"].isin(origins)]
-    cols = 2 if len(models) > 1 else 1
-    rows = math.ceil(len(models) / cols)
+    summary = result.summary()
     fig, axes = plt.subplots(
-        rows, cols, figsize=(7 * cols, 3.6 * rows), squeeze=False, sharex=True, sharey=True
+        len(models),
+        len(origins),
+        figsize=(4.6 * len(origins), 2.5 * len(models) + 0.8),
+        squeeze=False,
+        sharex="col",
+        sharey="col",
     )
-    actual = (
-        recent[["ds", "actual"]].drop_duplicates("ds").sort_values("ds").set_index("ds")["actual"]
-    )
-    # Some context before the first shown origin, from the first model's rows.
-    for ax, model in zip(axes.flat, models, strict=False):
-        part = recent[recent["model"] == model]
-        for i, origin in enumerate(origins):
-            fold = part[part["origin"] == origin].sort_values("ds")
+    for row, model in enumerate(models):
+        for col, origin in enumerate(origins):
+            ax = axes[row][col]
+            fold = folds[(folds["model"] == model) & (folds["origin"] == origin)].sort_values("ds")
             if fold.empty:
+                ax.text(0.5, 0.5, "no forecast (failed)", ha="center", transform=ax.transAxes)
                 continue
-            first = i == 0
             ax.fill_between(
                 fold["ds"],
                 fold["lower_95"],
@@ -278,7 +277,7 @@ def plot_forecasts(result: BacktestResult, path: Path, last_origins: int = 3) ->
                 color="tab:blue",
                 alpha=0.15,
                 linewidth=0,
-                label="95% interval" if first else None,
+                label="95% interval",
             )
             ax.fill_between(
                 fold["ds"],
@@ -287,31 +286,42 @@ def plot_forecasts(result: BacktestResult, path: Path, last_origins: int = 3) ->
                 color="tab:blue",
                 alpha=0.3,
                 linewidth=0,
-                label="80% interval" if first else None,
+                label="80% interval",
             )
-            ax.plot(
-                fold["ds"],
-                fold["mean"],
-                color="tab:blue",
-                linewidth=1.6,
-                label="forecast" if first else None,
+            ax.plot(fold["ds"], fold["mean"], color="tab:blue", linewidth=1.6, label="forecast")
+            ax.plot(fold["ds"], fold["actual"], color="black", linewidth=1.2, label="actual")
+            ax.axhline(
+                fold["last_price"].iloc[0],
+                color="grey",
+                linestyle=":",
+                linewidth=1,
+                label="last price before origin",
             )
-            ax.axvline(
-                origin, color="grey", linestyle=":", linewidth=1, label="origin" if first else None
-            )
-        ax.plot(actual.index, actual.to_numpy(), color="black", linewidth=1.2, label="actual")
-        s = result.summary()[model]
-        ax.set_title(f"{model}  (mean MASE {s['mase']:.3f}, 95% cov. {s['coverage_95']:.0%})")
-        ax.set_ylabel("price")
-        ax.grid(alpha=0.3)
-        ax.legend(loc="upper left", fontsize=8)
-    for ax in list(axes.flat)[len(models) :]:
-        ax.set_visible(False)
-    for ax in axes[-1]:
-        ax.tick_params(axis="x", labelrotation=30)
-        ax.set_xlabel("time (UTC)")
-    fig.suptitle(f"{result.series}: last {len(origins)} backtest origins")
-    fig.tight_layout()
+            ax.grid(alpha=0.3)
+            if row == 0:
+                ax.set_title(f"origin {pd.Timestamp(origin):%Y-%m-%d %H:%M} UTC", fontsize=10)
+            if col == 0:
+                s = summary[model]
+                ax.set_ylabel(
+                    f"{model}\nMASE {s['mase']:.2f}, cov95 {s['coverage_95']:.0%}", fontsize=9
+                )
+            if row == len(models) - 1:
+                ax.tick_params(axis="x", labelrotation=30, labelsize=8)
+    height = 2.5 * len(models) + 1.0
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.suptitle(
+        f"{result.series}: forecasts at the last {len(origins)} origins (price)",
+        y=1 - 0.12 / height,
+    )
+    fig.legend(
+        handles,
+        labels,
+        loc="upper center",
+        ncol=5,
+        fontsize=9,
+        bbox_to_anchor=(0.5, 1 - 0.42 / height),
+    )
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.8 / height))
     _save(fig, path, plt)
 
 
