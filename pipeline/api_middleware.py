@@ -52,22 +52,26 @@ _API_HEADERS = [
 ]
 
 
-class RequestIdFilter(logging.Filter):
-    """Adds ``request_id`` to every record logged while a request is being handled."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if getattr(record, "request_id", None) is None:
-            rid = request_id_var.get()
-            if rid is not None:
-                record.request_id = rid
-        return True
-
-
 def install_request_id_filter() -> None:
-    """Attach :class:`RequestIdFilter` to the root handlers (after configure_logging)."""
-    for handler in logging.getLogger().handlers:
-        if not any(isinstance(f, RequestIdFilter) for f in handler.filters):
-            handler.addFilter(RequestIdFilter())
+    """Make every log record created while a request is handled carry its ``request_id``.
+
+    A record factory (not a handler filter) so that it also covers handlers added later, such as
+    uvicorn's or pytest's. Idempotent. Do not pass ``request_id`` in ``extra`` while a request
+    is handled: logging refuses to overwrite an attribute the record already has.
+    """
+    current = logging.getLogRecordFactory()
+    if getattr(current, "_adds_request_id", False):
+        return
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = current(*args, **kwargs)
+        rid = request_id_var.get()
+        if rid is not None:
+            record.request_id = rid
+        return record
+
+    factory._adds_request_id = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)
 
 
 class BodyTooLarge(HTTPException):
@@ -250,7 +254,7 @@ class ServingMiddleware:
                     request_id,
                 )
         finally:
-            _record(runtime, scope, status, time.perf_counter() - start, request_id)
+            _record(runtime, scope, status, time.perf_counter() - start)
             request_id_var.reset(token)
 
 
@@ -292,7 +296,7 @@ def _refusal(
     return None
 
 
-def _record(runtime: Any, scope: Scope, status: int, duration: float, request_id: str) -> None:
+def _record(runtime: Any, scope: Scope, status: int, duration: float) -> None:
     """Metrics by route template and one JSON access log line."""
     metrics: ApiMetrics = runtime.metrics
     route = scope.get("route")
@@ -307,8 +311,7 @@ def _record(runtime: Any, scope: Scope, status: int, duration: float, request_id
         method,
         scope["path"],
         status,
-        extra={
-            "request_id": request_id,
+        extra={  # request_id comes from the record factory (see install_request_id_filter)
             "method": method,
             "route": template,
             "path": scope["path"],

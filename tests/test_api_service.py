@@ -309,6 +309,8 @@ def test_no_artifacts_health_503_and_docs_still_served(
     response = client.post("/api/v1/predict", json={})
     assert response.status_code == 503 and "run the pipeline" in response.json()["message"]
     assert client.get("/").json()["service"] == "crypto-forecast-api"
+    assert client.get("/health/detailed").status_code == 503
+    assert client.get("/api/v1/models").json()["models"] == []
 
 
 def test_openapi_documents_schemas_and_examples(client: TestClient) -> None:
@@ -486,7 +488,8 @@ def test_internal_errors_hide_the_trace(
         body["error"] == "internal_error" and body["request_id"] == response.headers["x-request-id"]
     )
     assert "secret" not in response.text and "Traceback" not in response.text
-    assert any("secret /internal/path" in (r.exc_text or "") for r in caplog.records)
+    logged = next(r for r in caplog.records if "secret /internal/path" in (r.exc_text or ""))
+    assert logged.__dict__["request_id"] == body["request_id"]  # every line of the request has it
 
 
 # -- metrics --------------------------------------------------------------------------------------
