@@ -81,9 +81,12 @@ class Settings(BaseSettings):
     retrain_at: str = Field("02:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$", description="UTC HH:MM")
     retrain_catchup: bool = True
     stage_timeout_seconds: float = Field(1800.0, gt=0)
-    gate_mase_tolerance: float = Field(0.05, ge=0, description="candidate vs naive MASE")
-    gate_coverage_low: float = Field(0.85, ge=0, le=1)
-    gate_coverage_high: float = Field(0.99, ge=0, le=1)
+    gate_config: Path = Field(
+        Path(__file__).resolve().parents[1] / "quality_gate.json",
+        description="thresholds of the quality gate",
+    )
+    gate_origins: int = Field(8, ge=1, le=200, description="backtest origins of the nightly gate")
+    gate_train_window: int = Field(1000, ge=10, description="points each gate fit sees")
     promotion_tolerance: float = Field(0.02, ge=0, description="allowed relative MASE worsening")
     api_url: str | None = None
     alert_webhook_url: str | None = None

@@ -174,6 +174,9 @@ class Stages:
     ingest: Callable[[SeriesId, Settings], Any]
     process: Callable[[SeriesId, Settings], Any]
     train: Callable[[SeriesId, Settings, Sequence[str]], Any]
+    gate: Callable[[SeriesId, Settings, Any, str | None], GateDecision] = field(
+        default=lambda *args: backtest_gate(*args)
+    )
 
 
 def default_stages() -> Stages:
@@ -230,45 +233,81 @@ def run_stage(
 
 
 # -- promotion decision ------------------------------------------------------------------------
-def candidate_gate_failures(
-    candidate: str, metrics: dict[str, dict[str, Any]], settings: Settings
-) -> list[str]:
-    """The quality rules a candidate's holdout metrics break (empty when it passes)."""
-    failures = []
-    cand = metrics.get(candidate, {})
-    naive = metrics.get("naive", {})
-    tol = settings.gate_mase_tolerance
-    if cand.get("mase") is None:
-        failures.append(f"{candidate}: no holdout MASE")
-    elif naive.get("mase") is not None and cand["mase"] > naive["mase"] * (1 + tol):
-        failures.append(f"mase {cand['mase']:.4f} > naive {naive['mase']:.4f} x (1 + {tol:g})")
-    low, high = settings.gate_coverage_low, settings.gate_coverage_high
-    cov = cand.get("coverage_95")
-    if cov is not None and not low <= cov <= high:
-        failures.append(f"coverage_95 {cov:.3f} outside [{low:g}, {high:g}]")
-    return failures
+@dataclass
+class GateDecision:
+    candidate: str
+    passed: bool
+    reason: str
+    summary: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
-def decide_promotion(
-    candidate: str,
-    metrics: dict[str, dict[str, Any]],
-    serving_metrics: dict[str, Any] | None,
+def decide(
+    series: SeriesId,
+    summary: dict[str, dict[str, float]],
     settings: Settings,
-) -> tuple[bool, str]:
-    """Apply the quality rules to a candidate's holdout metrics; return (promote?, reason)."""
-    failures = candidate_gate_failures(candidate, metrics, settings)
-    if failures:
-        return False, "quality gate failed: " + "; ".join(failures)
-    cand_mase = metrics[candidate].get("mase")
-    serving_mase = (serving_metrics or {}).get("mase")
-    if cand_mase is not None and serving_mase is not None:
-        limit = float(serving_mase) * (1 + settings.promotion_tolerance)
-        if float(cand_mase) > limit:
-            return False, (
-                f"candidate MASE {cand_mase:.4f} is worse than the serving champion's "
-                f"{serving_mase:.4f} beyond the {settings.promotion_tolerance:.0%} tolerance"
-            )
-    return True, f"passed the quality gate; holdout MASE {cand_mase}"
+    serving_model: str | None,
+) -> GateDecision:
+    """Choose the candidate from per-model metrics and apply the quality gate and the
+    not-worse-than-serving rule (compare_models' selection and gate logic, one code path)."""
+    from pipeline.evaluate import select_champion
+    from pipeline.gate import evaluate_gate, load_gate_config
+
+    config = load_gate_config(Path(settings.gate_config))
+    candidate, why = select_champion(summary, coverage_band=config.coverage_band)
+    outcome = evaluate_gate(series.name, summary, candidate, config)
+    if not outcome.passed:
+        failed = "; ".join(check.message for check in outcome.failures())
+        return GateDecision(candidate, False, f"quality gate failed: {failed}", summary)
+    cand_mase = summary[candidate].get("mase")
+    if serving_model and serving_model in summary and cand_mase is not None:
+        serving_mase = summary[serving_model].get("mase")
+        if serving_mase is not None:
+            limit = float(serving_mase) * (1 + settings.promotion_tolerance)
+            if float(cand_mase) > limit:
+                return GateDecision(
+                    candidate,
+                    False,
+                    f"candidate {candidate} MASE {cand_mase:.4f} is worse than the serving "
+                    f"champion's model {serving_model} ({serving_mase:.4f}) beyond the "
+                    f"{settings.promotion_tolerance:.0%} tolerance",
+                    summary,
+                )
+    return GateDecision(candidate, True, f"passed the quality gate; {why}", summary)
+
+
+def backtest_gate(
+    series: SeriesId, settings: Settings, result: Any, serving_model: str | None
+) -> GateDecision:
+    """The nightly gate: a short rolling-origin backtest on recent data of the trained models."""
+    from pipeline.evaluate import default_protocol, run_backtest
+    from pipeline.process import load_training_series
+
+    y = load_training_series(Path(settings.data_dir), series)
+    models = sorted(result.versions)
+    params = {m: meta.params for m, meta in result.versions.items() if m == "arima"}
+    window = min(settings.gate_train_window, max(10, len(y) // 2))
+    protocol = default_protocol(
+        series.freq, y.index, n_origins=settings.gate_origins, train_window=window
+    )
+    backtest = run_backtest(
+        y,
+        models,
+        protocol,
+        series=series.name,
+        model_params=_fixed_orders(params),
+        progress=False,
+    )
+    return decide(series, backtest.summary(), settings, serving_model)
+
+
+def _fixed_orders(params: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Backtest ARIMA with the order training chose (the search itself is tested elsewhere)."""
+    out = {}
+    for model, p in params.items():
+        order = p.get("order")
+        if order:
+            out[model] = {"order": tuple(order)}
+    return out
 
 
 # -- one cycle ---------------------------------------------------------------------------------
@@ -291,25 +330,31 @@ def run_series(
         stage = "train"
         result = run_stage("train", lambda: stages.train(series, settings, models), timeout, stop)
         stage = "gate"
-        if stop.is_set():
-            raise StopRequestedError("stop requested before promotion")
-        candidate = getattr(result, "champion", None)
-        if not candidate:
+        if not getattr(result, "versions", None):
             failures = getattr(result, "failures", {})
             raise PipelineError(f"no candidate model was trained: {failures}")
-        meta = result.versions[candidate]
-        outcome.candidate, outcome.version = candidate, meta.version
-        outcome.metrics = dict(result.metrics.get(candidate, {}))
         serving = store.champion(series)
-        serving_metrics = None
+        serving_model = serving.model if serving is not None else None
         if serving is not None:
             outcome.serving = f"{serving.model}/{serving.version}"
-            serving_metrics = store.read_metadata(series, serving.model, serving.version).metrics
-        ok, reason = decide_promotion(candidate, result.metrics, serving_metrics, settings)
-        outcome.reason = reason
-        if ok:
+        decision = run_stage(
+            "gate", lambda: stages.gate(series, settings, result, serving_model), timeout, stop
+        )
+        outcome.reason = decision.reason
+        outcome.candidate = decision.candidate
+        outcome.metrics = dict(decision.summary.get(decision.candidate, {}))
+        if stop.is_set():
+            raise StopRequestedError("stop requested before promotion")
+        meta = result.versions.get(decision.candidate)
+        if decision.passed and meta is None:
+            decision.passed = False
+            outcome.reason = f"{decision.candidate} won the gate but has no trained version"
+        if decision.passed and meta is not None:
             stage = "promote"
-            store.promote(series, candidate, meta.version, reason=f"scheduler: {reason}")
+            outcome.version = meta.version
+            store.promote(
+                series, decision.candidate, meta.version, reason=f"scheduler: {decision.reason}"
+            )
             outcome.status = "promoted"
         else:
             outcome.status = "rejected"

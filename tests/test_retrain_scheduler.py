@@ -79,3 +79,26 @@ def test_second_process_exits_when_the_lock_is_held(tmp_path: Path) -> None:
     assert proc.returncode == sched.EXIT_LOCKED, proc.stderr
     assert "another retraining cycle is running" in proc.stderr
     assert not sched.history_path(settings).exists()
+
+
+@pytest.mark.slow
+def test_once_on_the_offline_sample_promotes_a_champion(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pipeline.artifacts import ArtifactStore
+    from pipeline.series import SeriesId
+
+    monkeypatch.setenv("SOURCE", "sample")
+    monkeypatch.setenv("FREQUENCIES", "1d")
+    monkeypatch.setenv("HISTORY_DAYS", "120")
+    get_settings.cache_clear()
+
+    assert retrain_scheduler.main(["--once", "--models", "naive,drift"]) == 0
+
+    settings = get_settings()
+    champion = ArtifactStore(Path(settings.models_dir)).champion(SeriesId("bitcoin", "usd", "1d"))
+    assert champion is not None and champion.model in {"naive", "drift"}
+    history = sched.read_history(settings)
+    assert history[-1]["status"] == "success"
+    assert history[-1]["series"][0]["status"] == "promoted"
+    assert "bitcoin-usd-1d: promoted" in capsys.readouterr().out

@@ -52,9 +52,19 @@ class FakeTrainer:
         return result
 
 
+def metrics_gate(
+    series: SeriesId, settings: Settings, result: Any, serving: str | None
+) -> sched.GateDecision:
+    """The real selection and gate rules, fed with the trainer's metrics instead of a backtest."""
+    return sched.decide(series, result.metrics, settings, serving)
+
+
 def stages(train: Any, ingest: Any = None) -> sched.Stages:
     return sched.Stages(
-        ingest=ingest or (lambda s, st: None), process=lambda s, st: None, train=train
+        ingest=ingest or (lambda s, st: None),
+        process=lambda s, st: None,
+        train=train,
+        gate=metrics_gate,
     )
 
 
@@ -111,13 +121,15 @@ def test_failed_training_keeps_champion_and_records_why(settings: Settings) -> N
 def test_candidate_failing_the_gate_is_not_promoted(settings: Settings) -> None:
     sched.run_cycle(settings, stages=stages(FakeTrainer({"naive": good_metrics()})))
     before = champion_bytes(settings)
-    bad = {"naive": good_metrics(1.0), "drift": good_metrics(1.5)}
+    # naive's intervals are off, so drift wins selection on coverage but is 50% worse in MASE
+    bad = {"naive": good_metrics(1.0, coverage=0.5), "drift": good_metrics(1.5)}
 
-    record = sched.run_cycle(settings, stages=stages(FakeTrainer(bad, champion="drift")))
+    record = sched.run_cycle(settings, stages=stages(FakeTrainer(bad)))
 
     outcome = record.series[0]
     assert outcome.status == "rejected"
-    assert "quality gate failed" in outcome.reason and "naive" in outcome.reason
+    assert outcome.candidate == "drift"
+    assert "quality gate failed: champion drift mean MASE 1.5000, limit 1.0500" in outcome.reason
     assert champion_bytes(settings) == before
 
 
@@ -125,18 +137,20 @@ def test_candidate_with_bad_coverage_is_rejected(settings: Settings) -> None:
     metrics = {"naive": good_metrics(1.0, coverage=0.5)}
     record = sched.run_cycle(settings, stages=stages(FakeTrainer(metrics)))
     assert record.series[0].status == "rejected"
-    assert "coverage_95 0.500 outside [0.85, 0.99]" in record.series[0].reason
+    assert "champion naive 95% coverage 0.500, band [0.85, 0.99]" in record.series[0].reason
     assert not (Path(settings.models_dir) / BTC.name / "champion.json").exists()
 
 
 def test_candidate_worse_than_serving_champion_is_rejected(settings: Settings) -> None:
-    sched.run_cycle(settings, stages=stages(FakeTrainer({"naive": good_metrics(0.9)})))
+    sched.run_cycle(settings, stages=stages(FakeTrainer({"naive": good_metrics(1.0)})))
     before = champion_bytes(settings)
+    # drift passes the gate (within 5% of naive) but is 4% worse than the serving model (naive)
+    metrics = {"naive": good_metrics(1.0, coverage=0.5), "drift": good_metrics(1.04)}
 
-    record = sched.run_cycle(settings, stages=stages(FakeTrainer({"naive": good_metrics(1.0)})))
+    record = sched.run_cycle(settings, stages=stages(FakeTrainer(metrics)))
 
     assert record.series[0].status == "rejected"
-    assert "worse than the serving champion" in record.series[0].reason
+    assert "worse than the serving champion's model naive" in record.series[0].reason
     assert champion_bytes(settings) == before
 
 
