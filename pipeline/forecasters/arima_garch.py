@@ -3,7 +3,7 @@
 Two stages, as is usual for ARIMA-GARCH in practice:
 
 1. :class:`~pipeline.forecasters.arima.AutoARIMA` chooses and fits the ARIMA model of the log
-   price; its forecast gives the *centre* of the forecast.
+   price (``max_d=1`` unless ``arima_params`` overrides it); its forecast gives the *centre*.
 2. The one-step residuals of that ARIMA (recomputed from its fitted coefficients by the
    conditional recursion, first ``p`` dropped) get a GARCH(1,1) model with Student-t
    innovations (``arch``), which gives the *spread*.
@@ -42,6 +42,8 @@ from pipeline.forecasters.garch import (
 logger = logging.getLogger(__name__)
 
 STATE_FILE = "arima_garch.json"
+#: Largest differencing order searched unless ``arima_params`` says otherwise.
+DEFAULT_MAX_D = 1
 ARIMA_PREFIX = "arima__"
 
 
@@ -93,9 +95,10 @@ class ArimaGarch(Forecaster):
         simulations: int = 4000,
         seed: int = 0,
     ) -> None:
-        super().__init__(
-            arima_params=dict(arima_params or {}), simulations=int(simulations), seed=int(seed)
-        )
+        # Log prices of crypto are I(1); a second difference (which the KPSS test picks on
+        # some ETH bull-run windows) makes psi-weighted errors grow without bound: cap d at 1.
+        merged = {"max_d": DEFAULT_MAX_D, **(arima_params or {})}
+        super().__init__(arima_params=merged, simulations=int(simulations), seed=int(seed))
 
     # -- fitting ------------------------------------------------------------------------------
     def _fit(self, y: pd.Series) -> None:
