@@ -356,6 +356,16 @@ def run_series(
                 series, decision.candidate, meta.version, reason=f"scheduler: {decision.reason}"
             )
             outcome.status = "promoted"
+        elif serving is None and "naive" in result.versions:
+            # Nothing is served yet: the naive baseline is the safe first champion (it is the
+            # yardstick every candidate must beat), so the API is not left without a model.
+            stage = "promote"
+            naive = result.versions["naive"]
+            outcome.reason = f"bootstrap: no champion yet, serving naive; {decision.reason}"
+            store.promote(series, "naive", naive.version, reason=f"scheduler: {outcome.reason}")
+            outcome.candidate, outcome.version = "naive", naive.version
+            outcome.metrics = dict(decision.summary.get("naive", {}))
+            outcome.status = "promoted"
         else:
             outcome.status = "rejected"
         outcome.stage = None

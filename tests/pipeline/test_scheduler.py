@@ -134,11 +134,23 @@ def test_candidate_failing_the_gate_is_not_promoted(settings: Settings) -> None:
 
 
 def test_candidate_with_bad_coverage_is_rejected(settings: Settings) -> None:
+    sched.run_cycle(settings, stages=stages(FakeTrainer({"naive": good_metrics()})))
+    before = champion_bytes(settings)
     metrics = {"naive": good_metrics(1.0, coverage=0.5)}
     record = sched.run_cycle(settings, stages=stages(FakeTrainer(metrics)))
     assert record.series[0].status == "rejected"
     assert "champion naive 95% coverage 0.500, band [0.85, 0.99]" in record.series[0].reason
-    assert not (Path(settings.models_dir) / BTC.name / "champion.json").exists()
+    assert champion_bytes(settings) == before
+
+
+def test_first_cycle_failing_the_gate_serves_the_naive_baseline(settings: Settings) -> None:
+    metrics = {"naive": good_metrics(1.0, coverage=0.5), "drift": good_metrics(1.5)}
+    record = sched.run_cycle(settings, stages=stages(FakeTrainer(metrics)))
+    outcome = record.series[0]
+    assert outcome.status == "promoted" and outcome.candidate == "naive"
+    assert outcome.reason.startswith("bootstrap: no champion yet, serving naive; quality gate")
+    champ = ArtifactStore(Path(settings.models_dir)).champion(BTC)
+    assert champ is not None and champ.model == "naive" and champ.version == outcome.version
 
 
 def test_candidate_worse_than_serving_champion_is_rejected(settings: Settings) -> None:
