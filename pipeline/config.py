@@ -1,4 +1,3 @@
-# HELPERS: read /work/HELPER-BRIEF.md first (agreed interfaces + common rules). Lead removes this line.
 """Every knob of the pipeline, read from the environment and ``.env`` (pydantic-settings).
 
 Use :func:`get_settings` everywhere; never read ``os.environ`` elsewhere.

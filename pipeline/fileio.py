@@ -1,4 +1,3 @@
-# HELPERS: read /work/HELPER-BRIEF.md first (agreed interfaces + common rules). Lead removes this line.
 """Atomic file writes and checksums: readers never see a half-written file."""
 
 from __future__ import annotations

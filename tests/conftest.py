@@ -1,4 +1,3 @@
-# HELPERS: read /work/HELPER-BRIEF.md first (agreed interfaces + common rules). Lead removes this line.
 """Fixtures shared by every test: isolated settings and the optional real data."""
 
 from __future__ import annotations
@@ -21,9 +20,7 @@ pytest_plugins = ["tests.fakes.coingecko"]
 
 
 @pytest.fixture(autouse=True)
-def isolated_settings(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[None]:
+def isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Every test gets its own data/models folders and no .env from the working tree."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
