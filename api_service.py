@@ -1,6 +1,7 @@
 """The prediction API: ``python api_service.py --host 127.0.0.1 --port 8000 [--workers N]``.
 
-Thin on purpose: the app lives in :mod:`pipeline.api_app` (routes, lifespan), the model registry in
+Thin on purpose: the app factory and lifespan live in :mod:`pipeline.api_app`, the routes in
+:mod:`pipeline.api_predict` and :mod:`pipeline.api_ops`, the model registry in
 :mod:`pipeline.serving`, cross-cutting concerns in :mod:`pipeline.api_middleware`. ``app`` is what
 uvicorn imports (``uvicorn api_service:app`` works too). It is built on first access, so that
 importing this module stays cheap: each worker uvicorn spawns re-imports it as ``__mp_main__``

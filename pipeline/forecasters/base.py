@@ -20,11 +20,11 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
+from statistics import NormalDist
 from typing import Any, ClassVar, Self
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from pipeline.errors import ForecastError
 
@@ -174,7 +174,7 @@ def lognormal_frame(
     """Price-unit forecast frame from a normal forecast of log price (median as the point)."""
     out: dict[str, np.ndarray] = {"mean": np.exp(mean_log)}
     for level in levels:
-        z = stats.norm.ppf(0.5 + level / 200.0)
+        z = NormalDist().inv_cdf(0.5 + level / 200.0)
         out[f"lower_{level}"] = np.exp(mean_log - z * sd_log)
         out[f"upper_{level}"] = np.exp(mean_log + z * sd_log)
     return pd.DataFrame(out)
