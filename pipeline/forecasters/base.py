@@ -5,7 +5,7 @@ Every forecaster:
 * is configured by keyword parameters in ``__init__`` and reports them with :meth:`get_params`;
 * ``fit(y)`` takes a price series indexed by a regular UTC ``DatetimeIndex`` and returns ``self``;
   fitted state lives in attributes ending in ``_``;
-* ``predict(h, levels=(80, 95))`` returns a frame with ``ds, mean, lower_L, upper_L`` for each level,
+* ``predict(h, levels=(80, 95))`` returns ``ds, mean, lower_L, upper_L`` for each level,
   in *price* units, for steps 1..h after the last observation;
 * ``save(folder)`` writes its model file(s) and returns their names; ``load(folder, params)``
   restores a fitted forecaster that predicts exactly as before.
