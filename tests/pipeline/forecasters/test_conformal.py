@@ -24,7 +24,8 @@ from pipeline.forecasters.conformal import (
 from tests.conftest import random_walk_prices
 
 W = 500  # training window of every simulated test origin
-N_CAL = 40  # calibration origins per fit (the default)
+N_CAL = 100  # calibration origins per fit (the default)
+FIRST = 0.25  # the default min_train_fraction
 
 
 def garch_t_prices(n: int, seed: int) -> pd.Series:
@@ -66,7 +67,7 @@ def test_scores_are_below_one_exactly_when_covered() -> None:
 
 
 def _emulated_coverage(
-    log_y: np.ndarray, level: int, tests: np.ndarray, method: str
+    log_y: np.ndarray, level: int, tests: np.ndarray, method: str, n_cal: int = N_CAL
 ) -> tuple[float, float, list[float]]:
     """Coverage of naive and of conformal naive (horizon 1) over the test origins.
 
@@ -86,7 +87,7 @@ def _emulated_coverage(
         return np.sqrt((s2 - s * s / m) / (m - 1))
 
     z = stats.norm.ppf(0.5 + level / 200)
-    cal = np.array(calibration_origins(W, math.ceil(W * 0.5), 1, N_CAL))
+    cal = np.array(calibration_origins(W, math.ceil(W * FIRST), 1, n_cal))
     raw, calibrated, factors = [], [], []
     for t in tests:
         start = t - W  # training window log_y[start:t]
@@ -94,9 +95,9 @@ def _emulated_coverage(
         cal_sd = sd(start, o - 1)
         scores = np.abs(log_y[o] - log_y[o - 1]) / (z * cal_sd)
         if method == "split":
-            f, _ = split_factors(scores[:, None], level, 2)
+            f, _ = split_factors(scores[:, None], level, 5)
         else:
-            f, _ = adaptive_factors(scores[:, None], level, 2, 0.01, 10)
+            f, _ = adaptive_factors(scores[:, None], level, 5, 0.01, 10)
         err = abs(log_y[t] - log_y[t - 1]) / (z * sd(start, t - 1))
         raw.append(err <= 1)
         calibrated.append(err <= f[0])
@@ -105,20 +106,21 @@ def _emulated_coverage(
 
 
 @pytest.mark.parametrize(
-    ("method", "n_tests", "tol"),
+    ("method", "n_cal", "n_tests", "tol"),
     # Tolerance: > 3 binomial standard errors (sqrt(L(1-L)/n): 0.73 pp at 80%, 0.40 pp at 95%
     # for 3,000 points; 1.0 / 0.56 pp for 1,500) plus the volatility clustering, which makes
-    # misses come in runs (fewer effective points): +-3 pp and +-3.5 pp.
-    [("split", 3000, 0.03), ("adaptive", 1500, 0.035)],
+    # misses come in runs (fewer effective points): +-3 pp and +-3.5 pp. ACI runs with 40
+    # calibration origins here (its sequential updates make 100 slow in a test).
+    [("split", N_CAL, 3000, 0.03), ("adaptive", 40, 1500, 0.035)],
 )
 def test_calibration_reaches_nominal_coverage_where_naive_misses(
-    method: str, n_tests: int, tol: float
+    method: str, n_cal: int, n_tests: int, tol: float
 ) -> None:
     y = garch_t_prices(W + 3000, seed=7)
     log_y = np.log(y.to_numpy())
     tests = np.arange(len(log_y) - n_tests, len(log_y))
-    raw80, cov80, _ = _emulated_coverage(log_y, 80, tests, method)
-    raw95, cov95, _ = _emulated_coverage(log_y, 95, tests, method)
+    raw80, cov80, _ = _emulated_coverage(log_y, 80, tests, method, n_cal)
+    raw95, cov95, _ = _emulated_coverage(log_y, 95, tests, method, n_cal)
     # Normal intervals on t(4)-GARCH returns are too wide at 80% (heavy tails, thin shoulders):
     # the uncalibrated coverage is outside the band the calibrated one must be in.
     assert raw80 - 0.80 > tol
