@@ -337,6 +337,7 @@ class ConformalGarch(Conformal):
     """Random walk + GARCH(1,1)-t spread, split-conformal intervals."""
 
     name: ClassVar[str] = "conformal_garch"
+    libraries: ClassVar[tuple[str, ...]] = ("arch",)
     complexity: ClassVar[int] = 3
     default_base: ClassVar[str] = "garch"
 
@@ -354,6 +355,7 @@ class AdaptiveConformalGarch(Conformal):
     """Random walk + GARCH(1,1)-t spread, adaptive-conformal (ACI) intervals."""
 
     name: ClassVar[str] = "aci_garch"
+    libraries: ClassVar[tuple[str, ...]] = ("arch",)
     complexity: ClassVar[int] = 3
     default_base: ClassVar[str] = "garch"
     default_method: ClassVar[str] = "adaptive"

@@ -59,7 +59,8 @@ class Ensemble(Forecaster):
 
     name: ClassVar[str] = "ensemble"
     min_points: ClassVar[int] = 30
-    libraries: ClassVar[tuple[str, ...]] = ()
+    #: The default members' model files depend on these (checked when loading an artifact).
+    libraries: ClassVar[tuple[str, ...]] = ("arch", "statsmodels")
     complexity: ClassVar[int] = 3
 
     def __init__(
