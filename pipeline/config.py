@@ -84,8 +84,10 @@ class Settings(BaseSettings):
         Path(__file__).resolve().parents[1] / "quality_gate.json",
         description="thresholds of the quality gate",
     )
-    gate_origins: int = Field(8, ge=1, le=200, description="backtest origins of the nightly gate")
-    gate_train_window: int = Field(1000, ge=10, description="points each gate fit sees")
+    backtest_origins: int = Field(
+        8, ge=1, le=200, description="origins of the selection backtest (training and the gate)"
+    )
+    backtest_window: int = Field(1000, ge=10, description="points each selection-backtest fit sees")
     promotion_tolerance: float = Field(0.02, ge=0, description="allowed relative MASE worsening")
     api_url: str | None = None
     alert_webhook_url: str | None = None

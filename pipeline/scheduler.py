@@ -278,36 +278,15 @@ def decide(
 def backtest_gate(
     series: SeriesId, settings: Settings, result: Any, serving_model: str | None
 ) -> GateDecision:
-    """The nightly gate: a short rolling-origin backtest on recent data of the trained models."""
-    from pipeline.evaluate import default_protocol, run_backtest
-    from pipeline.process import load_training_series
-
-    y = load_training_series(Path(settings.data_dir), series)
-    models = sorted(result.versions)
-    params = {m: meta.params for m, meta in result.versions.items() if m == "arima"}
-    window = min(settings.gate_train_window, max(10, len(y) // 2))
-    protocol = default_protocol(
-        series.freq, y.index, n_origins=settings.gate_origins, train_window=window
-    )
-    backtest = run_backtest(
-        y,
-        models,
-        protocol,
-        series=series.name,
-        model_params=_fixed_orders(params),
-        progress=False,
-    )
-    return decide(series, backtest.summary(), settings, serving_model)
-
-
-def _fixed_orders(params: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Backtest ARIMA with the order training chose (the search itself is tested elsewhere)."""
-    out = {}
-    for model, p in params.items():
-        order = p.get("order")
-        if order:
-            out[model] = {"order": tuple(order)}
-    return out
+    """The nightly gate on the selection backtest that training ran on recent data."""
+    summary = {m: row for m, row in getattr(result, "backtest", {}).items() if m in result.versions}
+    if not summary:
+        return GateDecision(
+            getattr(result, "champion", None) or "naive",
+            False,
+            "no selection backtest (too little data): the gate cannot judge the candidates",
+        )
+    return decide(series, summary, settings, serving_model)
 
 
 # -- one cycle ---------------------------------------------------------------------------------

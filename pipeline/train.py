@@ -7,10 +7,14 @@ For every (series, model) pair, in parallel with joblib:
 2. fit a *fresh* forecaster on the whole (windowed) series and write it as a new version
    (:meth:`pipeline.artifacts.ArtifactStore.write_version`).
 
-Once every version of a series is complete, :func:`pipeline.evaluate.select_champion` picks the
-champion from the holdout metrics and the champion pointer is replaced. The naive baseline is
-always trained, so that every champion has beaten it. A model that fails is recorded with its
-reason and the others go on.
+Before that, a short rolling-origin backtest of every model on the recent data (the *selection
+backtest*: ``BACKTEST_ORIGINS`` origins, sliding window ``BACKTEST_WINDOW``) gives metrics that
+mean something for intervals (one holdout's coverage is 0% or 100% per step); its per-model
+summary is stored in each version's metadata (``extra.backtest``). Once every version of a series
+is complete, :func:`pipeline.evaluate.select_champion` picks the champion from the backtest
+summary (from the holdout metrics when the series is too short to backtest) and the champion
+pointer is replaced. The naive baseline is always trained, so that every champion has beaten it.
+A model that fails is recorded with its reason and the others go on.
 
 CLI: ``python -m pipeline.train --coin bitcoin --freq 1d --models naive,arima``.
 """
@@ -58,6 +62,9 @@ class TrainResult:
     failures: dict[str, str] = field(default_factory=dict)
     #: Points the artifacts were fitted on (after ``--until`` and ``--train-window``).
     n_points: int = 0
+    #: Per-model summary of the selection backtest (empty when the series was too short).
+    backtest: dict[str, dict[str, float]] = field(default_factory=dict)
+    backtest_protocol: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -223,6 +230,49 @@ def _progress(outcomes: Iterator[_Outcome], total: int) -> Iterator[_Outcome]:
 
 
 # -- stage functions ------------------------------------------------------------------------
+def selection_backtest(
+    series: SeriesId,
+    y: pd.Series,
+    models: Sequence[str],
+    settings: Settings,
+    *,
+    order: tuple[int, int, int] | None = None,
+    n_jobs: int = 1,
+) -> tuple[dict[str, dict[str, float]], dict[str, Any]]:
+    """A short rolling-origin backtest of ``models`` on the end of ``y``.
+
+    Returns (per-model summary, protocol); both empty when ``y`` is too short for one origin.
+    """
+    from pipeline.evaluate import default_protocol, run_backtest
+
+    window = min(settings.backtest_window, max(10, len(y) // 2))
+    try:
+        protocol = default_protocol(
+            series.freq, y.index, n_origins=settings.backtest_origins, train_window=window
+        )
+        result = run_backtest(
+            y,
+            list(models),
+            protocol,
+            series=series.name,
+            model_params={m: model_params(m, order) for m in models},
+            n_jobs=n_jobs,
+            progress=False,
+        )
+    except UsageError as exc:
+        logger.warning(
+            "%s: no selection backtest (%s); the champion is chosen on the holdout", series, exc
+        )
+        return {}, {}
+    summary = result.summary()
+    logger.info(
+        "%s: selection backtest of %d models x %d origins in %.1f s",
+        series.name, len(models), len(result.origins), result.elapsed_seconds,
+        extra={"series": series.name},
+    )  # fmt: skip
+    return summary, {**result.protocol.to_dict(), "origins": len(result.origins)}
+
+
 def train_many(
     series_list: Sequence[SeriesId],
     settings: Settings,
@@ -266,7 +316,11 @@ def train_many(
         extra: dict[str, Any] = {"simulated": bool(meta.get("simulated", False)), "holdout": h}
         if until is not None:
             extra["until"] = until.isoformat()
-        results[series] = TrainResult(series, n_points=len(y))
+        results[series] = result = TrainResult(series, n_points=len(y))
+        jobs = settings.n_jobs if n_jobs is None else n_jobs
+        result.backtest, result.backtest_protocol = selection_backtest(
+            series, y, names, settings, order=order, n_jobs=jobs
+        )
         logger.info(
             "training %s on %d points (%s .. %s), holdout %d, models %s",
             series.name,
@@ -289,7 +343,13 @@ def train_many(
                     models_dir=store.root,
                     data_file=processed_path(settings.data_dir, series),
                     data_source=meta.get("source"),
-                    extra=extra,
+                    extra={
+                        **extra,
+                        "backtest": {
+                            "protocol": result.backtest_protocol,
+                            "metrics": result.backtest.get(model, {}),
+                        },
+                    },
                 )
             )
 
@@ -330,9 +390,16 @@ def _choose_champion(store: ArtifactStore, result: TrainResult, *, promote: bool
         return
     from pipeline.evaluate import select_champion
 
-    ordered = {m: result.metrics[m] for m in sorted(result.metrics)}
     try:
-        champion, reason = select_champion(ordered, coverage_band=HOLDOUT_COVERAGE_BAND)
+        trained = sorted(result.versions)
+        if result.backtest:
+            ordered = {m: result.backtest[m] for m in trained if m in result.backtest}
+            champion, reason = select_champion(ordered)
+            reason = f"selection backtest: {reason}"
+        else:
+            ordered = {m: result.metrics[m] for m in trained}
+            champion, reason = select_champion(ordered, coverage_band=HOLDOUT_COVERAGE_BAND)
+            reason = f"holdout (too little data to backtest): {reason}"
     except PipelineError as exc:
         result.champion_reason = f"no champion: {exc}"
         logger.error("%s: %s; the champion is unchanged", result.series.name, exc)

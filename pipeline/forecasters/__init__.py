@@ -25,7 +25,21 @@ REGISTRY: dict[str, str] = {
     "ensemble": "ensemble:Ensemble",
 }
 
-DEFAULT_MODELS: tuple[str, ...] = ("naive", "drift", "arima", "prophet")
+#: What training and the nightly cycle fit by default: the baselines, the classical models, the
+#: volatility models, their calibrated versions and the combination. The remaining registered
+#: models (drift_garch, aci_*) compete in compare_models / the quality report when named.
+DEFAULT_MODELS: tuple[str, ...] = (
+    "naive",
+    "drift",
+    "arima",
+    "prophet",
+    "garch",
+    "gjr_garch",
+    "arima_garch",
+    "conformal_naive",
+    "conformal_garch",
+    "ensemble",
+)
 
 
 def forecaster_class(name: str) -> type[Forecaster]:

@@ -83,17 +83,33 @@ def test_trains_scores_refits_and_promotes(settings: Settings, y: pd.Series) -> 
     assert meta.metrics["mase"] == pytest.approx(expected["mase"])
     assert meta.horizon == settings.horizon("1d")
     assert meta.data_source == "sample"
-    assert meta.extra == {"simulated": True, "holdout": 10}
+    assert meta.extra["simulated"] is True and meta.extra["holdout"] == 10
+    # the selection backtest's summary travels with every version
+    assert meta.extra["backtest"]["metrics"] == pytest.approx(result.backtest["naive"])
+    assert meta.extra["backtest"]["protocol"]["origins"] >= 1
     assert meta.data_file is not None and meta.data_file.endswith("bitcoin-usd-1d.csv")
     loaded = store.load(SERIES, "naive", meta.version, with_model=True)
     assert loaded.forecaster is not None
     assert loaded.forecast["mean"].iloc[0] == pytest.approx(float(y.iloc[-1]))
-    # champion: the lowest holdout MASE
-    best = min(result.metrics, key=lambda m: result.metrics[m]["mase"])
-    assert result.champion == best and result.champion_reason
+    # champion: chosen by the selection rule on the backtest summary, not on the one holdout
+    from pipeline.evaluate import select_champion
+
+    best, _ = select_champion({m: result.backtest[m] for m in sorted(result.backtest)})
+    assert result.champion == best
+    assert result.champion_reason.startswith("selection backtest: ")
     champ = store.champion(SERIES)
     assert champ is not None
     assert (champ.model, champ.version) == (best, result.versions[best].version)
+
+
+def test_too_short_to_backtest_falls_back_to_the_holdout(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_processed(settings.data_dir, random_walk_prices(30))  # < one 30-day horizon + history
+    result = train.train_series(SERIES, settings, models=["naive", "drift"], holdout=5)
+    assert result.backtest == {}
+    assert result.champion is not None
+    assert result.champion_reason.startswith("holdout (too little data to backtest): ")
 
 
 def test_default_holdout_is_the_served_horizon(settings: Settings, y: pd.Series) -> None:
