@@ -71,34 +71,70 @@ def run_process(series: Sequence[SeriesId], settings: Settings) -> None:
 
 
 def summary_table(results: Sequence[TrainResult], store: ArtifactStore) -> str:
-    """One row per series: points, ARIMA order, holdout MASE per model, champion, path."""
-    models = sorted({m for r in results for m in (*r.metrics, *r.failures)})
-    header = ["series", "rows", "arima order", *(f"{m} MASE" for m in models), "champion", "path"]
-    rows = [header]
+    """Per series: a title line (points, champion, path), then one row per model.
+
+    The backtest columns are the selection backtest the champion was chosen on (ratios to
+    naive: below 1 is better); ``holdout MASE`` is the single final holdout.
+    """
+    blocks = []
     for r in results:
-        arima = r.versions.get("arima")
-        order = arima.params.get("order") if arima is not None else None
-        cells = [r.series.name, str(r.n_points), _fmt_order(order)]
-        for m in models:
-            if m in r.failures:
-                cells.append("failed")
-            elif m in r.metrics:
-                mase = r.metrics[m].get("mase")
-                cells.append("n/a" if mase is None or mase != mase else f"{mase:.3f}")
-            else:
-                cells.append("-")
         champ = r.versions.get(r.champion) if r.champion else None
-        cells.append(r.champion or "none")
-        cells.append(str(store.version_dir(r.series, champ.model, champ.version)) if champ else "-")
-        rows.append(cells)
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = [
-        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
-    ]
-    failures = [f"{r.series.name} {m}: {why}" for r in results for m, why in r.failures.items()]
-    if failures:
-        lines += ["", "failed fits:", *(f"  {line}" for line in failures)]
-    return "\n".join(lines)
+        path = store.version_dir(r.series, champ.model, champ.version) if champ else "-"
+        origins = r.backtest_protocol.get("origins")
+        title = (
+            f"{r.series.name}  {r.n_points} points  champion: {r.champion or 'none'}  {path}"
+            + (f"  (backtest: {origins} origins)" if origins else "  (no backtest: holdout only)")
+        )
+        header = [
+            "model", "MASE", "/naive", "cov80", "cov95", "Winkler95", "/naive", "holdout MASE",
+        ]  # fmt: skip
+        rows = [header]
+        naive = r.backtest.get("naive", {})
+        for m in sorted({*r.metrics, *r.failures}):
+            name = m
+            if m == "arima" and m in r.versions:
+                name = f"arima {_fmt_order(r.versions[m].params.get('order'))}"
+            mark = "* " if m == r.champion else "  "
+            if m in r.failures:
+                rows.append([mark + name, f"failed: {r.failures[m]}"])
+                continue
+            bt = r.backtest.get(m, {})
+            rows.append(
+                [
+                    mark + name,
+                    _num(bt.get("mase")),
+                    _ratio(bt.get("mase"), naive.get("mase")),
+                    _pct(bt.get("coverage_80")),
+                    _pct(bt.get("coverage_95")),
+                    _num(bt.get("winkler_95"), 0),
+                    _ratio(bt.get("winkler_95"), naive.get("winkler_95")),
+                    _num(r.metrics[m].get("mase")),
+                ]
+            )
+        widths = [max(len(row[i]) for row in rows if i < len(row)) for i in range(len(header))]
+        lines = [title]
+        for row in rows:
+            lines.append(
+                "  " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)).rstrip()
+            )
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
+
+
+def _num(value: object, digits: int = 3) -> str:
+    if not isinstance(value, int | float) or value != value:
+        return "-"
+    return f"{value:,.{digits}f}"
+
+
+def _ratio(value: object, base: object) -> str:
+    if not isinstance(value, int | float) or not isinstance(base, int | float) or not base:
+        return "-"
+    return f"{value / base:.3f}"
+
+
+def _pct(value: object) -> str:
+    return f"{value:.1%}" if isinstance(value, int | float) and value == value else "-"
 
 
 def _fmt_order(order: object) -> str:

@@ -22,6 +22,7 @@ CLI: ``python -m pipeline.train --coin bitcoin --freq 1d --models naive,arima``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 import time
@@ -250,6 +251,10 @@ def selection_backtest(
         protocol = default_protocol(
             series.freq, y.index, n_origins=settings.backtest_origins, train_window=window
         )
+        # Every origin gets a full window of history (calibrated models need it), so a short
+        # series has fewer origins rather than folds that fail for lack of data.
+        if len(y) > window and protocol.start < y.index[window]:
+            protocol = dataclasses.replace(protocol, start=y.index[window])
         result = run_backtest(
             y,
             list(models),

@@ -34,11 +34,17 @@ def test_end_to_end_on_the_offline_sample(capsys: pytest.CaptureFixture[str]) ->
         assert set(store.list_models(series)) == {"naive", "drift"}
         row = next(line for line in out.splitlines() if line.startswith(series.name))
         assert champ.model in row and champ.version in row
-    header = out.splitlines()[0].split()
-    assert header[:3] == ["series", "rows", "arima"]
-    assert "drift" in header and "naive" in header and "champion" in header
-    d_row = next(line for line in out.splitlines() if line.startswith("bitcoin-usd-1d"))
-    assert d_row.split()[1] == "40"
+    lines = out.splitlines()
+    d_title = next(line for line in lines if line.startswith("bitcoin-usd-1d"))
+    assert d_title.split()[1:3] == ["40", "points"]
+    block = lines[lines.index(d_title) + 1 :]
+    assert block[0].split()[:5] == ["model", "MASE", "/naive", "cov80", "cov95"]
+    rows = [line.split() for line in block[1:3]]
+    starred = [tokens[1] for tokens in rows if tokens[0] == "*"]
+    names = {tokens[1] if tokens[0] == "*" else tokens[0] for tokens in rows}
+    assert names == {"drift", "naive"}
+    champ = store.champion(BTC_1D)
+    assert champ is not None and starred == [champ.model]
 
 
 def test_a_failing_ingest_stops_the_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -104,6 +110,6 @@ def test_python_dash_m_pipeline_runs_as_a_process(tmp_path: Path) -> None:
         check=False,
     )
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.startswith("series")
+    assert proc.stdout.startswith("bitcoin-usd-1d  30 points  champion: naive")
     champion = json.loads((tmp_path / "m" / "bitcoin-usd-1d" / "champion.json").read_text())
     assert champion["model"] == "naive"
