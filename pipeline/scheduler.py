@@ -253,7 +253,7 @@ def decide(
     from pipeline.gate import evaluate_gate, load_gate_config
 
     config = load_gate_config(Path(settings.gate_config))
-    candidate, why = select_champion(summary, coverage_band=config.coverage_band)
+    candidate, why = select_champion(summary)  # the same rule training and compare_models use
     outcome = evaluate_gate(series.name, summary, candidate, config)
     if not outcome.passed:
         failed = "; ".join(check.message for check in outcome.failures())
