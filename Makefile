@@ -5,7 +5,8 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: run pipeline serve test test-fast lint check-deploy bench install install-dev clean gate compare
+.PHONY: run pipeline serve test test-fast lint check-deploy bench install install-dev clean gate compare \
+        quality-report
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -70,6 +71,11 @@ gate: install
 ARGS ?= --coin bitcoin --freq 1d
 compare: install
 	$(BIN)/python compare_models.py $(ARGS)
+
+## quality-report: every registered model on ../shared/data (BTC 1d/1h, ETH 1d), 60 origins each;
+## writes reports/quality/quality.md and quality.json (~15 min on 2 cores; not part of CI)
+quality-report: install
+	$(BIN)/python bench/quality_report.py --data-dir $(SHARED_DATA) --n-jobs 2
 
 bench: install-dev
 	$(BIN)/python bench/run_all.py

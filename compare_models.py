@@ -70,7 +70,16 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--backend", choices=["loky", "dask"], default=None)
     r.add_argument("--scheduler", help="Dask scheduler address, e.g. tcp://10.0.0.5:8786")
     o = p.add_argument_group("selection, reports and gate")
-    o.add_argument("--coverage-band", help="MIN,MAX of acceptable 95%% coverage (e.g. 0.85,0.99)")
+    o.add_argument(
+        "--coverage-band",
+        help="MIN,MAX of the champion's 95%% coverage (default 0.90,0.99; the gate has its own)",
+    )
+    o.add_argument(
+        "--mase-tolerance",
+        type=float,
+        default=0.0,
+        help="how much worse than naive's mean MASE the champion may be (fraction, default 0)",
+    )
     o.add_argument("--reports-dir", type=Path, help="default: settings REPORTS_DIR")
     o.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     o.add_argument("--promote", action="store_true", help="make the champion the served model")
@@ -87,20 +96,19 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _coverage_band(text: str | None, gate_config: Path) -> tuple[float, float]:
-    from pipeline.gate import load_gate_config
+def _coverage_band(text: str | None) -> tuple[float, float]:
+    """The champion-selection band (``--coverage-band``); the gate keeps its own band."""
+    from pipeline.evaluate import DEFAULT_COVERAGE_BAND
 
-    if text:
-        try:
-            lo, hi = (float(v) for v in text.split(","))
-        except ValueError:
-            raise UsageError(f"--coverage-band {text!r}: use MIN,MAX like 0.85,0.99") from None
-        if not 0 <= lo <= hi <= 1:
-            raise UsageError(f"--coverage-band {text!r}: need 0 <= MIN <= MAX <= 1")
-        return lo, hi
-    if gate_config.is_file():
-        return load_gate_config(gate_config).coverage_band
-    return 0.85, 0.99
+    if not text:
+        return DEFAULT_COVERAGE_BAND
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise UsageError(f"--coverage-band {text!r}: use MIN,MAX like 0.90,0.99") from None
+    if not 0 <= lo <= hi <= 1:
+        raise UsageError(f"--coverage-band {text!r}: need 0 <= MIN <= MAX <= 1")
+    return lo, hi
 
 
 def load_series(
@@ -120,21 +128,26 @@ def load_series(
 
         y = load_training_series(settings.data_dir, series)
         return y, str(processed_path(settings.data_dir, series))
+    return load_csv_series(path, series.freq, settings)
+
+
+def load_csv_series(path: Path, freq: str, settings: Settings) -> tuple[pd.Series, str]:
+    """A CSV export on the regular ``freq`` grid (processing's gap policy), and its label."""
     if not path.is_file():
         raise UsageError(f"--data {path}: no such file")
     from pipeline.ingest import read_csv_export
     from pipeline.process import regularize
 
     raw = read_csv_export(path)
-    frame, report = regularize(raw, series.freq, settings.max_fill_gap)
+    frame, report = regularize(raw, freq, settings.max_fill_gap)
     frame = frame[frame["ds"] >= pd.Timestamp(report["train_start"])].dropna(subset=["price"])
     y = pd.Series(
         frame["price"].to_numpy(dtype=float),
         index=pd.DatetimeIndex(frame["ds"], name="ds"),
         name="y",
     )
-    if len(y) > 1 and bool((np.diff(y.index.asi8) == freq_offset(series.freq).value).all()):
-        y.index.freq = to_offset(FREQUENCIES[series.freq])
+    if len(y) > 1 and bool((np.diff(y.index.asi8) == freq_offset(freq).value).all()):
+        y.index.freq = to_offset(FREQUENCIES[freq])
     return y, f"{path.name} (from {report['train_start'][:10]})"
 
 
@@ -166,10 +179,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.scheduler and args.backend == "loky":
         raise UsageError("--scheduler needs --backend dask")
     backend = args.backend or ("dask" if args.scheduler else "loky")
-    band = _coverage_band(args.coverage_band, args.gate_config)
+    band = _coverage_band(args.coverage_band)
+    if args.mase_tolerance < 0:
+        raise UsageError(f"--mase-tolerance must be >= 0, got {args.mase_tolerance}")
     gate_config = load_gate_config(args.gate_config) if args.gate else None
-    if gate_config is not None and not args.coverage_band:
-        band = gate_config.coverage_band
 
     y, source = load_series(args, series, settings)
     fingerprint = series_fingerprint(y)
@@ -212,7 +225,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         scheduler=args.scheduler,
     )
     summary = result.summary()
-    champion, reason = select_champion(summary, coverage_band=band)
+    champion, reason = select_champion(
+        summary, coverage_band=band, mase_tolerance=args.mase_tolerance
+    )
     outcome = None
     if gate_config is not None:
         outcome = evaluate_gate(series.name, summary, champion, gate_config, baseline_entry=entry)
@@ -225,6 +240,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         reason=reason,
         data_source=source,
         coverage_band=band,
+        mase_tolerance=args.mase_tolerance,
         gate=outcome.to_dict() if outcome else None,
         plots=not args.no_plots,
     )

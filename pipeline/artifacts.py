@@ -45,7 +45,7 @@ SCHEMA_VERSION = 1
 METADATA_FILE = "metadata.json"
 FORECAST_FILE = "forecast.csv"
 CHAMPION_FILE = "champion.json"
-TRACKED_LIBRARIES = ("numpy", "pandas", "statsmodels", "prophet", "joblib", "scipy")
+TRACKED_LIBRARIES = ("numpy", "pandas", "statsmodels", "prophet", "joblib", "scipy", "arch")
 
 
 class TrainingWindow(BaseModel):

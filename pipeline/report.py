@@ -91,6 +91,7 @@ def write_report(
     coverage_band: tuple[float, float],
     gate: Mapping[str, Any] | None = None,
     plots: bool = True,
+    mase_tolerance: float = 0.0,
 ) -> dict[str, Path]:
     """Write every report file into ``out_dir``; return name -> path."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -129,6 +130,7 @@ def write_report(
         "champion": champion,
         "champion_reason": reason,
         "coverage_band": list(coverage_band),
+        "mase_tolerance": mase_tolerance,
         "failures": result.failures,
         "elapsed_seconds": round(result.elapsed_seconds, 2),
         "gate": dict(gate) if gate is not None else None,

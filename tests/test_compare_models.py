@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -13,9 +14,10 @@ import compare_models
 from pipeline.artifacts import ArtifactStore
 from pipeline.config import get_settings
 from pipeline.forecasters import make_forecaster
-from pipeline.forecasters.baselines import Drift
+from pipeline.forecasters.baselines import Drift, Naive
 from pipeline.series import SeriesId
 from tests.conftest import ROOT, random_walk_prices
+from tests.pipeline.fakes import register
 
 SERIES = SeriesId("bitcoin", "usd", "1d")
 GATE = str(ROOT / "quality_gate.json")
@@ -254,3 +256,76 @@ def test_real_daily_file_compares_cleanly(shared_data: Path, tmp_path: Path) -> 
     report = json.loads((_reports(tmp_path / "reports") / "comparison.json").read_text())
     assert report["origins"][-1] == "2021-12-25T00:00:00+00:00"
     assert np.isfinite(report["metrics"]["naive"]["mase"])
+
+
+# -- the champion rule end to end ----------------------------------------------------------
+class Psychic(Naive):
+    """Knows the future (``truth``) but forecasts it 0.3% high with 0.2%-wide bands: the best
+    MASE by far, and intervals that almost never hold the price."""
+
+    name: ClassVar[str] = "psychic"
+    complexity: ClassVar[int] = 1
+    truth: ClassVar[pd.Series] = pd.Series(dtype=float)
+
+    def _fit(self, y: pd.Series) -> None:
+        super()._fit(y)
+        self.last_ = y.index[-1]
+
+    def _predict(self, h: int, levels: list[int]) -> pd.DataFrame:
+        ahead = self.truth[self.truth.index > self.last_].iloc[:h].to_numpy() * 1.003
+        out = {"mean": ahead}
+        for level in levels:
+            out[f"lower_{level}"], out[f"upper_{level}"] = ahead * 0.999, ahead * 1.001
+        return pd.DataFrame(out)
+
+
+class Sharp(Naive):
+    """Naive with its log half-widths scaled by 0.55: calibrated enough on this series, and
+    sharper than naive."""
+
+    name: ClassVar[str] = "sharp"
+    complexity: ClassVar[int] = 1
+
+    def _predict(self, h: int, levels: list[int]) -> pd.DataFrame:
+        frame = super()._predict(h, levels)
+        for level in levels:
+            for side in ("lower", "upper"):
+                col = f"{side}_{level}"
+                frame[col] = np.exp(
+                    np.log(frame["mean"]) + 0.55 * np.log(frame[col] / frame["mean"])
+                )
+        return frame
+
+
+def test_champion_rule_calibrated_sharp_model_beats_a_lower_mase_miscalibrated_one(
+    csv_export: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    register(monkeypatch, Psychic, Sharp)
+    monkeypatch.setattr(Psychic, "truth", random_walk_prices(500, seed=3))
+    args = ["--data", str(csv_export), *FAST]
+    args[args.index("naive,drift")] = "naive,drift,psychic,sharp"
+    assert compare_models.main(args) == 0
+    report = json.loads((_reports(tmp_path / "reports") / "comparison.json").read_text())
+    metrics = report["metrics"]
+    # psychic: by far the lowest MASE, even the lowest Winkler score, but its bands miss.
+    assert metrics["psychic"]["mase"] < 0.2 * metrics["naive"]["mase"]
+    assert metrics["psychic"]["winkler_95"] < metrics["sharp"]["winkler_95"]
+    assert metrics["psychic"]["coverage_95"] < 0.9
+    assert 0.9 <= metrics["sharp"]["coverage_95"] <= 0.99
+    assert metrics["sharp"]["mase"] == pytest.approx(metrics["naive"]["mase"])
+    assert report["coverage_band"] == [0.9, 0.99]  # the default band, not the gate's
+    assert report["champion"] == "sharp"
+    reason = report["champion_reason"]
+    assert reason.startswith("sharp wins (rule: mean MASE <= naive's and 95% coverage inside")
+    assert "psychic" in reason.split("95% coverage outside 90%–99%: ")[1]
+
+
+def test_mase_tolerance_flag(
+    csv_export: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["--data", str(csv_export), *FAST, "--coverage-band", "0,1"]
+    assert compare_models.main([*args, "--mase-tolerance", "-0.1"]) == 2
+    assert "--mase-tolerance must be >= 0" in capsys.readouterr().err
+    # drift is 2% worse than naive in MASE but sharper: a 5% tolerance lets it win.
+    assert compare_models.main([*args, "--mase-tolerance", "0.05"]) == 0
+    assert "mean MASE <= naive's + 5.0%" in capsys.readouterr().out

@@ -17,6 +17,8 @@ import pytest
 
 from pipeline.errors import ForecastError, UsageError
 from pipeline.evaluate import (
+    DEFAULT_COVERAGE_BAND,
+    DEFAULT_MASE_TOLERANCE,
     BacktestProtocol,
     default_protocol,
     make_origins,
@@ -171,7 +173,8 @@ def test_folds_csv_recomputes_every_metric(tmp_path: Path) -> None:
     y = random_walk_prices(300)
     result = run_backtest(y, [LastValue, Trend], _protocol(y, n_origins=5), n_jobs=1)
     summary = result.summary()
-    champion, reason = select_champion(summary, coverage_band=(0.0, 1.0))
+    # "last" forecasts like naive: it stands in as the baseline the rule compares with.
+    champion, reason = select_champion({**summary, "naive": summary["last"]}, coverage_band=(0, 1))
     files = write_report(
         result,
         tmp_path / "r",
@@ -238,36 +241,92 @@ def test_a_failing_model_is_recorded_and_cannot_win() -> None:
 
 
 # -- champion selection -------------------------------------------------------------------
-def _row(mase: float, cov: float, complexity: int = 0, failed: int = 0) -> dict[str, float]:
-    return {"mase": mase, "coverage_95": cov, "complexity": complexity, "failed_folds": failed}
+def _row(
+    mase: float, cov: float, complexity: int = 0, failed: int = 0, winkler: float = 100.0
+) -> dict[str, float]:
+    return {
+        "mase": mase,
+        "coverage_95": cov,
+        "winkler_95": winkler,
+        "complexity": complexity,
+        "failed_folds": failed,
+    }
 
 
-def test_champion_is_lowest_mase_inside_the_coverage_band() -> None:
+def test_default_rule_band_and_tolerance() -> None:
+    assert DEFAULT_COVERAGE_BAND == (0.90, 0.99) and DEFAULT_MASE_TOLERANCE == 0.0
+
+
+def test_lowest_winkler_wins_among_calibrated_models_not_worse_than_naive() -> None:
     metrics = {
-        "naive": _row(1.0, 0.93, 0),
-        "arima": _row(0.9, 0.95, 2),
-        "prophet": _row(0.5, 0.40, 3),  # best MASE but its intervals are useless
+        "naive": _row(1.0, 0.95, 0, winkler=100.0),
+        "garch": _row(1.0, 0.94, 2, winkler=97.0),
+        "ensemble": _row(0.999, 0.96, 3, winkler=98.0),
+        "drift": _row(1.01, 0.95, 1, winkler=90.0),  # sharpest, but worse than naive in MASE
+        "prophet": _row(0.5, 0.40, 3, winkler=300.0),  # best MASE, useless intervals
     }
     name, reason = select_champion(metrics)
-    assert name == "arima"
-    assert "lowest mean MASE (0.900)" in reason and "prophet (95% coverage 40.0%" in reason
-    assert select_champion(metrics, coverage_band=(0.3, 0.99))[0] == "prophet"
+    assert name == "garch"
+    assert reason.startswith(
+        "garch wins (rule: mean MASE <= naive's and 95% coverage inside 90%–99%, "
+        "then the lowest Winkler-95 score wins): MASE 1.000 (1.000x naive), "
+        "95% coverage 94.0%, Winkler-95 97 (0.970x naive)"
+    )
+    assert "runner-up ensemble: MASE 0.999 (0.999x naive), 95% coverage 96.0%, " in reason
+    assert "other eligible: naive" in reason
+    assert "MASE worse than naive's 1.000: drift 1.010" in reason
+    assert "95% coverage outside 90%–99%: prophet 40.0%" in reason
+    # A 2% MASE tolerance lets drift compete, and its Winkler score is the lowest.
+    name, reason = select_champion(metrics, mase_tolerance=0.02)
+    assert name == "drift" and "mean MASE <= naive's + 2.0%" in reason
+
+
+def test_lower_mase_with_miscalibrated_bands_loses_to_a_calibrated_model() -> None:
+    metrics = {
+        "naive": _row(1.0, 0.88, 0, winkler=120.0),  # under-covers: not eligible itself
+        "arima": _row(0.90, 0.80, 2, winkler=95.0),  # lower MASE and Winkler, bands too narrow
+        "conformal_naive": _row(1.0, 0.95, 1, winkler=110.0),
+    }
+    name, reason = select_champion(metrics)
+    assert name == "conformal_naive"
+    assert "95% coverage outside 90%–99%: naive 88.0%, arima 80.0%" in reason
+    assert "no other model is eligible" in reason
+    # Widen the band and arima (lower MASE, lower Winkler) takes it.
+    assert select_champion(metrics, coverage_band=(0.75, 0.99))[0] == "arima"
 
 
 def test_ties_go_to_the_simpler_model_and_failures_are_excluded() -> None:
-    metrics = {"naive": _row(1.0, 0.9, 0), "drift": _row(1.0 + 1e-12, 0.9, 1)}
+    metrics = {"naive": _row(1.0, 0.95, 0), "garch": _row(1.0, 0.95, 2, winkler=100 + 1e-10)}
     name, reason = select_champion(metrics)
-    assert name == "naive" and "simpler model wins" in reason
-    metrics = {"naive": _row(1.0, 0.9, 0), "arima": _row(0.5, 0.9, 2, failed=1)}
+    assert name == "naive" and "tied in Winkler-95 with garch: the simpler model wins" in reason
+    metrics = {"naive": _row(1.0, 0.95, 0), "arima": _row(0.5, 0.95, 2, failed=1, winkler=1.0)}
     name, reason = select_champion(metrics)
     assert name == "naive" and "arima failed at 1 origin(s)" in reason
+    metrics = {"naive": _row(1.0, 0.95, 0), "odd": _row(0.9, 0.95, 1, winkler=math.nan)}
+    assert "odd has no Winkler-95 score" in select_champion(metrics)[1]
 
 
-def test_naive_wins_when_no_model_is_inside_the_band() -> None:
-    metrics = {"naive": _row(1.0, 0.5, 0), "arima": _row(0.8, 0.6, 2)}
+def test_naive_wins_when_no_model_is_eligible() -> None:
+    metrics = {
+        "naive": _row(1.0, 0.5, 0, winkler=200.0),
+        "arima": _row(0.8, 0.6, 2, winkler=150.0),
+        "drift": _row(1.2, 0.95, 1, winkler=90.0),
+    }
     name, reason = select_champion(metrics)
     assert name == "naive"
-    assert "no model has its 95% interval coverage inside 85%–99%" in reason
+    assert reason == (
+        "no model is eligible (rule: mean MASE <= naive's and 95% coverage inside 90%–99%, "
+        "then the lowest Winkler-95 score wins); MASE worse than naive's 1.000: drift 1.200; "
+        "95% coverage outside 90%–99%: naive 50.0%, arima 60.0%; the naive baseline wins by "
+        "default (MASE 1.000, 95% coverage 50.0%, Winkler-95 200)"
+    )
+
+
+def test_the_rule_needs_the_naive_baseline() -> None:
+    with pytest.raises(UsageError, match="compares every model with the naive baseline"):
+        select_champion({"arima": _row(1.0, 0.95, 2)})
+    with pytest.raises(UsageError, match="no model results"):
+        select_champion({})
 
 
 # -- the gate ------------------------------------------------------------------------------
