@@ -73,7 +73,7 @@ compare: install
 	$(BIN)/python compare_models.py $(ARGS)
 
 ## quality-report: every registered model on ../shared/data (BTC 1d/1h, ETH 1d), 60 origins each;
-## writes reports/quality/quality.md and quality.json (~15 min on 2 cores; not part of CI)
+## writes reports/quality/quality.md and quality.json (~4 min on 2 cores; not part of CI)
 quality-report: install
 	$(BIN)/python bench/quality_report.py --data-dir $(SHARED_DATA) --n-jobs 2
 
