@@ -6,8 +6,13 @@ Rules (thresholds in ``quality_gate.json``):
 2. ``champion_coverage_95``: the champion's empirical 95% coverage is inside the band.
 3. ``all_folds_fit``: every model produced a forecast at every origin.
 4. ``baseline_<model>`` (with a baseline): each model's mean MASE <= its baseline MASE x
-   (1 + tolerance). The baseline is only comparable on the same data and protocol; anything else
-   is a usage error (exit 2), never a silent pass.
+   (1 + tolerance).
+5. ``baseline_winkler_<model>`` (with a baseline): each model's mean Winkler-95 score <= its
+   baseline score x (1 + tolerance): most models share naive's point forecast, so a regression in
+   their *intervals* would not show in MASE.
+
+The baseline is only comparable on the same data and protocol; anything else is a usage error
+(exit 2), never a silent pass.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ class GateConfig:
     champion_mase_tolerance: float = 0.0
     coverage_band: tuple[float, float] = (0.85, 0.99)
     baseline_mase_tolerance: float = 0.01
+    baseline_winkler_tolerance: float = 0.02
 
 
 def load_gate_config(path: Path) -> GateConfig:
@@ -52,6 +58,7 @@ def load_gate_config(path: Path) -> GateConfig:
             champion_mase_tolerance=value("champion_mase_tolerance"),
             coverage_band=(value("coverage_95_min"), value("coverage_95_max")),
             baseline_mase_tolerance=value("baseline_mase_tolerance"),
+            baseline_winkler_tolerance=value("baseline_winkler_tolerance"),
         )
     except FileNotFoundError:
         raise UsageError(f"gate config {path} not found (pass --gate-config PATH)") from None
@@ -187,6 +194,24 @@ def evaluate_gate(
                     f"<= {limit:.4f}",
                     f"{model} mean MASE {value:.4f}, limit {limit:.4f} "
                     f"(baseline {base:.4f} x (1 + {btol:g}))",
+                )
+            )
+        wtol = config.baseline_winkler_tolerance
+        for model, row in summary.items():
+            base_w = base_models.get(model, {}).get("winkler_95")
+            if base_w is None or not math.isfinite(float(base_w)):
+                continue
+            limit = float(base_w) * (1 + wtol)
+            value = row.get("winkler_95", math.nan)
+            ok = math.isfinite(value) and value <= limit + 1e-9 * max(1.0, abs(limit))
+            checks.append(
+                GateCheck(
+                    f"baseline_winkler_{model}",
+                    bool(ok),
+                    value,
+                    f"<= {limit:,.2f}",
+                    f"{model} mean Winkler-95 {value:,.2f}, limit {limit:,.2f} "
+                    f"(baseline {float(base_w):,.2f} x (1 + {wtol:g}))",
                 )
             )
         for model in base_models:

@@ -420,3 +420,22 @@ def test_dask_cluster_gives_the_local_results() -> None:
         assert [local.summary()[model][c] for c in cols] == [
             remote.summary()[model][c] for c in cols
         ]
+
+
+def test_gate_catches_wider_intervals_that_mase_cannot_see() -> None:
+    """Same point forecast (same MASE) but worse bands: only the Winkler baseline rule fails."""
+    summary = {"naive": _row(1.0, 0.95), "garch": _row(1.0, 0.95, 2)}
+    summary["naive"]["winkler_95"] = 100.0
+    summary["garch"]["winkler_95"] = 103.0
+    baseline = {
+        "models": {
+            "naive": {"mase": 1.0, "winkler_95": 100.0},
+            "garch": {"mase": 1.0, "winkler_95": 100.0},
+        }
+    }
+    outcome = evaluate_gate("x", summary, "naive", GateConfig(), baseline_entry=baseline)
+    [failure] = outcome.failures()
+    assert failure.rule == "baseline_winkler_garch"
+    assert failure.message == (
+        "garch mean Winkler-95 103.00, limit 102.00 (baseline 100.00 x (1 + 0.02))"
+    )
