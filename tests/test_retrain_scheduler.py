@@ -102,3 +102,90 @@ def test_once_on_the_offline_sample_promotes_a_champion(
     assert history[-1]["status"] == "success"
     assert history[-1]["series"][0]["status"] == "promoted"
     assert "bitcoin-usd-1d: promoted" in capsys.readouterr().out
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.slow
+def test_real_api_serves_the_version_the_scheduler_promoted(tmp_path: Path) -> None:
+    """Real processes on 127.0.0.1: the API starts empty, two scheduler cycles promote and ask it
+    to reload, and it then serves exactly the promoted versions."""
+    import time
+
+    import httpx
+
+    port = _free_port()
+    # A permissive gate: this test is about the processes' wiring, not about the sample's numbers.
+    gate = json.loads((ROOT / "quality_gate.json").read_text())
+    gate["thresholds"]["coverage_95_min"]["value"] = 0.0
+    gate["thresholds"]["coverage_95_max"]["value"] = 1.0
+    (tmp_path / "gate.json").write_text(json.dumps(gate))
+    env = {
+        **os.environ,
+        "GATE_CONFIG": str(tmp_path / "gate.json"),
+        "PYTHONPATH": str(ROOT),
+        "LOG_FORMAT": "json",
+        "SOURCE": "sample",
+        "COINS": "bitcoin",
+        "FREQUENCIES": "1d",
+        "HISTORY_DAYS": "150",
+        "ADMIN_API_KEY": "test-admin-key",
+        "API_URL": f"http://127.0.0.1:{port}",
+        "SCHEDULER_METRICS_PORT": "0",
+    }
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    champion_file = tmp_path / "models" / "bitcoin-usd-1d" / "champion.json"
+    log = (tmp_path / "api.log").open("w")
+    api = subprocess.Popen(
+        [sys.executable, str(ROOT / "api_service.py"), "--host", "127.0.0.1", "--port", str(port)],
+        cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as http:
+            deadline = time.monotonic() + 60
+            while True:
+                assert api.poll() is None, (tmp_path / "api.log").read_text()
+                try:
+                    if http.get("/health/live").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, "the API did not start"
+                time.sleep(0.1)
+            assert http.get("/health").status_code == 503  # nothing trained yet
+
+            served = []
+            for _ in range(2):
+                cycle = subprocess.run(
+                    [sys.executable, str(ROOT / "retrain_scheduler.py"), "--once",
+                     "--models", "naive,drift"],
+                    cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+                )  # fmt: skip
+                assert cycle.returncode == 0, cycle.stderr[-3000:]
+                assert "bitcoin-usd-1d: promoted" in cycle.stdout
+                champion = json.loads(champion_file.read_text())
+                body = http.post("/api/v1/predict", json={"timeframe": "1d", "steps": 3}).json()
+                assert (body["model"], body["model_version"]) == (
+                    champion["model"],
+                    champion["version"],
+                )
+                served.append(body["model_version"])
+            assert served[0] != served[1]  # the second cycle's new version is what is served
+            history = sched.read_history(
+                get_settings().model_copy(update={"models_dir": tmp_path / "models"})
+            )
+            assert [r["reloaded_api"] for r in history] == [True, True]
+    finally:
+        api.terminate()
+        try:
+            api.wait(timeout=20)
+        finally:
+            if api.poll() is None:
+                api.kill()
+            log.close()
