@@ -123,7 +123,19 @@ class Settings(BaseSettings):
         if not value:
             raise ValueError("at least one coin is needed")
         for coin in value:
-            SeriesId(coin, "usd", "1d")
+            try:
+                SeriesId(coin, "usd", "1d")
+            except UsageError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("vs_currency")
+    @classmethod
+    def _valid_vs(cls, value: str) -> str:
+        try:
+            SeriesId("bitcoin", value, "1d")
+        except UsageError as exc:
+            raise ValueError(str(exc)) from None
         return value
 
     @field_validator("source")

@@ -1,0 +1,39 @@
+"""Series ids and frequencies."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from pipeline.errors import UsageError
+from pipeline.series import SeriesId, freq_offset
+
+
+def test_name_and_parse_round_trip() -> None:
+    series = SeriesId("usd-coin", "eur", "4h")
+    assert series.name == "usd-coin-eur-4h"
+    assert SeriesId.parse(series.name) == series
+
+
+@pytest.mark.parametrize(
+    ("coin", "vs", "freq", "message"),
+    [
+        ("../etc", "usd", "1d", "invalid coin id"),
+        ("bitcoin", "us/d", "1d", "invalid vs currency"),
+        ("bitcoin", "usd", "5m", "unknown frequency '5m'"),
+    ],
+)
+def test_invalid_parts_are_refused(coin: str, vs: str, freq: str, message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        SeriesId(coin, vs, freq)
+
+
+def test_parse_refuses_garbage() -> None:
+    with pytest.raises(UsageError, match="expected coin-vs-freq"):
+        SeriesId.parse("bitcoin")
+
+
+def test_freq_offsets() -> None:
+    assert freq_offset("1h") == pd.Timedelta(hours=1)
+    assert freq_offset("4h") == pd.Timedelta(hours=4)
+    assert freq_offset("1d") == pd.Timedelta(days=1)
