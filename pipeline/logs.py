@@ -8,7 +8,14 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+# Record attributes that are not context: the standard ones, and uvicorn's ANSI-coloured copy of
+# the message (``color_message``), which would only add escape codes to JSON logs.
+_STANDARD = set(vars(logging.makeLogRecord({}))) | {
+    "message",
+    "asctime",
+    "taskName",
+    "color_message",
+}
 
 
 class JsonFormatter(logging.Formatter):

@@ -72,3 +72,8 @@ def test_configure_logging_replaces_handlers_and_picks_the_format(
     logging.getLogger("pipeline.test").warning("loud")
     err = capsys.readouterr().err
     assert "quiet" not in err and "pipeline.test: loud" in err
+
+
+def test_uvicorns_coloured_message_copy_is_left_out() -> None:
+    payload = json.loads(JsonFormatter().format(_record(color_message="\x1b[36m%d\x1b[0m")))
+    assert "color_message" not in payload
