@@ -20,11 +20,12 @@ The procedure follows Hyndman & Khandakar (2008) with the *approximation* that R
 3. The ``refine`` best candidates are refitted by exact Gaussian maximum likelihood
    (statsmodels ``SARIMAX``, Kalman filter, CSS values as the starting point); the lowest
    exact AICc among those that converge wins. If none converges, the fallback ARIMA(0, d, 0) is
-   used and reported. ARIMA(0, d, 0) (with or without a constant) is never optimised: its
-   maximum-likelihood estimates have a closed form (the mean and variance of the differenced
-   series), so the fallback, and a fixed ``order=(0, 1, 0)``, cannot fail to converge. (L-BFGS
-   started at the optimum used to stop with "ABNORMAL_TERMINATION_IN_LNSRCH", which statsmodels
-   reports as a convergence failure.)
+   used and reported (ARIMA(0, 1, 0), the random walk, when the search was at d = 0: failing to
+   fit any stationary ARMA to a log-price level is evidence of a unit root). ARIMA(0, d, 0)
+   (with or without a constant) is never optimised: its maximum-likelihood estimates have a
+   closed form (the mean and variance of the differenced series), so the fallback, and a fixed
+   ``order=(0, 1, 0)``, cannot fail to converge. (L-BFGS started at the optimum used to stop
+   with "ABNORMAL_TERMINATION_IN_LNSRCH", which statsmodels reports as a convergence failure.)
 
 Forecasts come from the state-space form of the chosen model: the saved state is just the
 system matrices, the last predicted state and its covariance (a few kB), so a loaded model
@@ -458,6 +459,11 @@ class AutoARIMA(Forecaster):
         if chosen is None:
             fallback = True
             exact_tried += 1
+            if fixed is None and d == 0:
+                # No stationary ARMA fits the log-price level: that is itself evidence of a unit
+                # root, and a constant-mean ARIMA(0,0,0) would pull every forecast back to the
+                # window's average. The random walk is the fallback for prices.
+                d, allow_constant = 1, False
             logger.warning(
                 "%s: no candidate converged; using the fallback ARIMA(0,%d,0)", self.name, d
             )

@@ -93,6 +93,26 @@ def test_fallback_order_when_no_candidate_converges(monkeypatch: pytest.MonkeyPa
     assert info["order"] == [0, 1, 0]
 
 
+def test_fallback_from_a_level_search_is_the_random_walk(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """When the search ran at d = 0 (KPSS saw a stationary level) and nothing converged, the
+    fallback is ARIMA(0,1,0), not a constant mean that drags forecasts to the window average."""
+    real_fit = arima_module.fit_exact
+
+    def failing(logy, order, constant, **kwargs):
+        return None if order != (0, 1, 0) else real_fit(logy, order, constant, **kwargs)
+
+    monkeypatch.setattr(arima_module, "fit_exact", failing)
+    monkeypatch.setattr(arima_module, "choose_d", lambda *a, **k: (0, []))
+    y = simulated(0.6)
+    model = AutoARIMA().fit(y)
+    info = model.fitted_params()
+    assert info["fallback"] is True
+    assert info["order"] == [0, 1, 0] and info["constant"] is False
+    assert model.predict(5)["mean"].to_numpy() == pytest.approx(float(y.iloc[-1]))
+
+
 def test_saved_model_is_small(tmp_path: Path) -> None:
     model = AutoARIMA().fit(simulated(0.6))
     names = model.save(tmp_path)
