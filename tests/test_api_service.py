@@ -6,7 +6,6 @@ import json
 import logging
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -31,6 +30,7 @@ from pipeline.api_models import (
 from pipeline.artifacts import ArtifactMetadata, ArtifactStore
 from pipeline.config import get_settings
 from pipeline.serving import confidence_score
+from tests.processes import free_port, stop, wait_until
 from tests.servingkit import (
     BTC_1D,
     BTC_1H,
@@ -534,15 +534,9 @@ def test_main_rejects_bad_usage() -> None:
     assert api_service.main(["--port", "70000"]) == 2
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.mark.slow
 def test_real_uvicorn_with_two_workers_serves_over_http(metas: Metas, tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "LOG_FORMAT": "json", "PYTHONPATH": str(ROOT)}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     log = (tmp_path / "server.log").open("w")
@@ -565,16 +559,7 @@ def test_real_uvicorn_with_two_workers_serves_over_http(metas: Metas, tmp_path: 
     base = f"http://127.0.0.1:{port}"
     try:
         with httpx.Client(base_url=base, timeout=5) as http:
-            deadline = time.monotonic() + 60
-            while True:
-                assert proc.poll() is None, (tmp_path / "server.log").read_text()
-                try:
-                    if http.get("/health").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert time.monotonic() < deadline, "the server did not become ready"
-                time.sleep(0.1)
+            wait_until(http, "/health", proc, tmp_path / "server.log")
             for _ in range(20):
                 response = http.post("/api/v1/predict", json={"timeframe": "1h", "steps": 2})
                 assert response.status_code == 200
@@ -588,13 +573,8 @@ def test_real_uvicorn_with_two_workers_serves_over_http(metas: Metas, tmp_path: 
             text, "predictions_total"
         )
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            log.close()
+        stop(proc)
+        log.close()
     lines = [ln for ln in (tmp_path / "server.log").read_text().splitlines() if ln.startswith("{")]
     access = [json.loads(ln) for ln in lines if '"pipeline.access"' in ln]
     assert access and all(

@@ -13,6 +13,7 @@ import pytest
 import retrain_scheduler
 from pipeline import scheduler as sched
 from pipeline.config import get_settings
+from tests.processes import free_port, stop, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -104,23 +105,13 @@ def test_once_on_the_offline_sample_promotes_a_champion(
     assert "bitcoin-usd-1d: promoted" in capsys.readouterr().out
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.mark.slow
 def test_real_api_serves_the_version_the_scheduler_promoted(tmp_path: Path) -> None:
     """Real processes on 127.0.0.1: the API starts empty, two scheduler cycles promote and ask it
     to reload, and it then serves exactly the promoted versions."""
-    import time
-
     import httpx
 
-    port = _free_port()
+    port = free_port()
     # A permissive gate: this test is about the processes' wiring, not about the sample's numbers.
     gate = json.loads((ROOT / "quality_gate.json").read_text())
     gate["thresholds"]["coverage_95_min"]["value"] = 0.0
@@ -148,16 +139,7 @@ def test_real_api_serves_the_version_the_scheduler_promoted(tmp_path: Path) -> N
     )  # fmt: skip
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as http:
-            deadline = time.monotonic() + 60
-            while True:
-                assert api.poll() is None, (tmp_path / "api.log").read_text()
-                try:
-                    if http.get("/health/live").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert time.monotonic() < deadline, "the API did not start"
-                time.sleep(0.1)
+            wait_until(http, "/health/live", api, tmp_path / "api.log")
             assert http.get("/health").status_code == 503  # nothing trained yet
 
             served = []
@@ -182,10 +164,5 @@ def test_real_api_serves_the_version_the_scheduler_promoted(tmp_path: Path) -> N
             )
             assert [r["reloaded_api"] for r in history] == [True, True]
     finally:
-        api.terminate()
-        try:
-            api.wait(timeout=20)
-        finally:
-            if api.poll() is None:
-                api.kill()
-            log.close()
+        stop(api)
+        log.close()
