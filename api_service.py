@@ -1,8 +1,9 @@
 """The prediction API: ``python api_service.py --host 127.0.0.1 --port 8000 [--workers N]``.
 
-Thin on purpose: the app factory and lifespan live in :mod:`pipeline.api_app`, the routes in
-:mod:`pipeline.api_predict` and :mod:`pipeline.api_ops`, the model registry in
-:mod:`pipeline.serving`, cross-cutting concerns in :mod:`pipeline.api_middleware`. ``app`` is what
+Thin on purpose: the app factory and lifespan live in :mod:`pipeline.api.app`, the routes in
+:mod:`pipeline.api.routes.predict` and :mod:`pipeline.api.routes.ops`, the model registry in
+:mod:`pipeline.api.registry`, cross-cutting concerns in :mod:`pipeline.api.middleware`.
+``app`` is what
 uvicorn imports (``uvicorn api_service:app`` works too). It is built on first access, so that
 importing this module stays cheap: each worker uvicorn spawns re-imports it as ``__mp_main__``
 before it can answer the supervisor's health pings (5 s), and on a busy machine the app's imports
@@ -32,7 +33,7 @@ def get_app() -> FastAPI:
     """The ASGI app (created once; creating it reads and loads nothing)."""
     global _app
     if _app is None:
-        from pipeline.api_app import create_app
+        from pipeline.api.app import create_app
 
         _app = create_app()
     return _app

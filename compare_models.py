@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _coverage_band(text: str | None) -> tuple[float, float]:
     """The champion-selection band (``--coverage-band``); the gate keeps its own band."""
-    from pipeline.evaluate import DEFAULT_COVERAGE_BAND
+    from pipeline.evaluation.backtest import DEFAULT_COVERAGE_BAND
 
     if not text:
         return DEFAULT_COVERAGE_BAND
@@ -124,7 +124,7 @@ def load_series(
             )
         path = Path(args.source[4:])
     if path is None:
-        from pipeline.process import load_training_series, processed_path
+        from pipeline.process.stage import load_training_series, processed_path
 
         y = load_training_series(settings.data_dir, series)
         return y, str(processed_path(settings.data_dir, series))
@@ -136,7 +136,7 @@ def load_csv_series(path: Path, freq: str, settings: Settings) -> tuple[pd.Serie
     if not path.is_file():
         raise UsageError(f"--data {path}: no such file")
     from pipeline.ingest import read_csv_export
-    from pipeline.process import regularize
+    from pipeline.process.stage import regularize
 
     raw = read_csv_export(path)
     frame, report = regularize(raw, freq, settings.max_fill_gap)
@@ -156,15 +156,14 @@ def _write(text: str) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from pipeline.evaluate import (
+    from pipeline.evaluation.backtest import (
         BacktestProtocol,
         default_protocol,
         ensure_naive,
         run_backtest,
         select_champion,
     )
-    from pipeline.forecasters import parse_models
-    from pipeline.gate import (
+    from pipeline.evaluation.gate import (
         baseline_entry,
         check_comparable,
         evaluate_gate,
@@ -173,7 +172,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         series_fingerprint,
         write_baseline,
     )
-    from pipeline.report import metrics_table, report_dir, write_report
+    from pipeline.evaluation.report import metrics_table, report_dir, write_report
+    from pipeline.forecasters import parse_models
 
     series = SeriesId(args.coin or settings.coins[0], args.vs or settings.vs_currency, args.freq)
     if args.scheduler and args.backend == "loky":
@@ -277,7 +277,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 def promote(settings: Settings, series: SeriesId, champion: str, reason: str) -> None:
     """Point the served champion at the latest trained version of ``champion``."""
-    from pipeline.artifacts import ArtifactStore
+    from pipeline.artifacts.store import ArtifactStore
 
     store = ArtifactStore(settings.models_dir)
     version = store.latest(series, champion)

@@ -23,10 +23,10 @@ from typing import Any
 
 import schedule
 
-from pipeline import scheduler as sched
 from pipeline.config import Settings, load_settings
 from pipeline.errors import PipelineError, UsageError
 from pipeline.logs import configure_logging
+from pipeline.scheduling import cycle as sched
 
 logger = logging.getLogger("retrain_scheduler")
 

@@ -42,7 +42,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline.artifacts import ArtifactStore  # noqa: E402
+from pipeline.artifacts.store import ArtifactStore  # noqa: E402
 from pipeline.forecasters import make_forecaster  # noqa: E402
 from pipeline.series import SeriesId  # noqa: E402
 

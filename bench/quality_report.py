@@ -8,7 +8,8 @@ latest one with a full horizon of actuals; daily series: origins every 10 days, 
 sliding window of the last 1,095 points; hourly: origins every 24 hours, 24-hour horizon, sliding
 window of the last 2,160 points; one fit per origin, on data strictly before it. The calibrated
 models (``conformal_*``, ``aci_*``) calibrate the horizon the backtest scores. The champion is
-chosen by :func:`pipeline.evaluate.select_champion` (the rule compare_models uses) and checked
+chosen by :func:`pipeline.evaluation.backtest.select_champion` (the rule compare_models uses)
+and checked
 against the targets of issue 7. Writes ``quality.md`` and ``quality.json`` (and each series'
 ``folds.csv``) to ``--out`` and prints the Markdown. Not part of CI (``make gate`` is).
 """
@@ -31,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 import compare_models  # noqa: E402
 from pipeline.config import get_settings  # noqa: E402
-from pipeline.evaluate import (  # noqa: E402
+from pipeline.evaluation.backtest import (  # noqa: E402
     BacktestResult,
     default_protocol,
     ensure_naive,

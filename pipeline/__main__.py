@@ -16,13 +16,14 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipeline.artifacts import ArtifactStore
-from pipeline.config import Settings, load_settings
+from pipeline.artifacts.store import ArtifactStore
+from pipeline.cli import settings_from_args
+from pipeline.config import Settings
 from pipeline.errors import PipelineError
 from pipeline.forecasters import parse_models
 from pipeline.logs import configure_logging
 from pipeline.series import SeriesId
-from pipeline.train import TrainResult, train_many
+from pipeline.train.stage import TrainResult, train_many
 
 # The module name even when run with ``python -m`` (where __name__ is "__main__").
 logger = logging.getLogger(__spec__.name if __spec__ else __name__)
@@ -56,7 +57,7 @@ def run_ingest(settings: Settings, days: int | None) -> None:
 
 
 def run_process(series: Sequence[SeriesId], settings: Settings) -> None:
-    from pipeline.process import process_series
+    from pipeline.process.stage import process_series
 
     for s in series:
         start = time.perf_counter()
@@ -143,6 +144,19 @@ def _fmt_order(order: object) -> str:
     return "-" if order is None else str(order)
 
 
+#: argparse dest -> Settings field, for the flags that override a setting.
+SETTING_FLAGS = {
+    "source": "source",
+    "coin": "coins",
+    "vs": "vs_currency",
+    "freq": "frequencies",
+    "days": "history_days",
+    "data_dir": "data_dir",
+    "models_dir": "models_dir",
+    "n_jobs": "n_jobs",
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m pipeline",
@@ -162,18 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    overrides: dict[str, object] = {}
-    for arg, key in (
-        ("source", "source"), ("coin", "coins"), ("vs", "vs_currency"), ("freq", "frequencies"),
-        ("days", "history_days"), ("data_dir", "data_dir"), ("models_dir", "models_dir"),
-        ("n_jobs", "n_jobs"),
-    ):  # fmt: skip
-        value = getattr(args, arg)
-        if value is not None:
-            overrides[key] = value
     started = time.perf_counter()
     try:
-        settings = load_settings(**overrides)
+        settings = settings_from_args(args, SETTING_FLAGS)
         configure_logging(settings.log_level, settings.log_format)
         models = parse_models(args.models)
     except PipelineError as exc:

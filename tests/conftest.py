@@ -5,18 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import pytest
 
 from pipeline.config import get_settings
-
-ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = ROOT.parent / "shared" / "data"
-TEST_DATA = Path(__file__).resolve().parent / "data"
-
-# the `fake_coingecko` fixture: a real HTTP server on 127.0.0.1 imitating CoinGecko
-pytest_plugins = ["tests.fakes.coingecko"]
+from tests.helpers.paths import SHARED_DATA
 
 
 @pytest.fixture(autouse=True)
@@ -41,14 +33,3 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data is absent (real price history is only beside CI)")
     return SHARED_DATA
-
-
-def random_walk_prices(
-    n: int = 400, freq: str = "1D", seed: int = 0, start: str = "2021-01-01"
-) -> pd.Series:
-    """A positive price series with heavy-ish tails, indexed by a regular UTC grid."""
-    rng = np.random.default_rng(seed)
-    returns = 0.0005 + 0.03 * rng.standard_t(df=5, size=n) / np.sqrt(5 / 3)
-    prices = 20000.0 * np.exp(np.cumsum(returns))
-    index = pd.date_range(start, periods=n, freq=freq, tz="UTC", name="ds")
-    return pd.Series(prices, index=index, name="y")

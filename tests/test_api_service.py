@@ -20,18 +20,18 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import api_service
-from pipeline.api_app import create_app
-from pipeline.api_models import (
+from pipeline.api.app import create_app
+from pipeline.api.registry import confidence_score
+from pipeline.api.schemas import (
     BatchResponse,
     CompatPredictResponse,
     ModelsResponse,
     PredictResponse,
 )
-from pipeline.artifacts import ArtifactMetadata, ArtifactStore
+from pipeline.artifacts.store import ArtifactMetadata, ArtifactStore
 from pipeline.config import get_settings
-from pipeline.serving import confidence_score
-from tests.processes import free_port, stop, wait_until
-from tests.servingkit import (
+from tests.helpers.processes import free_port, stop, wait_until
+from tests.helpers.serving import (
     BTC_1D,
     BTC_1H,
     TestClient,
@@ -474,7 +474,7 @@ def test_cors_is_off_by_default_and_configurable(
 def test_internal_errors_hide_the_trace(
     client: TestClient, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from pipeline import serving
+    from pipeline.api import registry as serving
 
     def boom(*args: object, **kwargs: object) -> None:
         raise RuntimeError("secret /internal/path")

@@ -11,13 +11,14 @@ import pandas as pd
 import pytest
 
 import compare_models
-from pipeline.artifacts import ArtifactStore
+from pipeline.artifacts.store import ArtifactStore
 from pipeline.config import get_settings
 from pipeline.forecasters import make_forecaster
 from pipeline.forecasters.baselines import Drift, Naive
 from pipeline.series import SeriesId
-from tests.conftest import ROOT, random_walk_prices
-from tests.pipeline.fakes import register
+from tests.helpers.fakes import register
+from tests.helpers.paths import ROOT
+from tests.helpers.prices import random_walk_prices
 
 SERIES = SeriesId("bitcoin", "usd", "1d")
 GATE = str(ROOT / "quality_gate.json")

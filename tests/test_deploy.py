@@ -356,8 +356,8 @@ def code_metric_names(tmp_path: Path) -> set[str]:
     """Every metric name the API and the scheduler export, read from their own code."""
     from prometheus_client import generate_latest
 
-    from pipeline import scheduler
-    from pipeline.api_middleware import ApiMetrics, ModelCollector
+    from pipeline.api.middleware import ApiMetrics, ModelCollector
+    from pipeline.scheduling import cycle as scheduler
 
     api = ApiMetrics()
     served = SimpleNamespace(
@@ -645,7 +645,7 @@ def test_the_app_answers_the_probes_the_deployment_uses() -> None:
     """The image HEALTHCHECK and Prometheus need these two routes, even with no model yet."""
     from fastapi.testclient import TestClient
 
-    from pipeline.api_app import create_app
+    from pipeline.api.app import create_app
 
     with TestClient(create_app(configure_logs=False)) as client:
         assert client.get("/health/live").status_code == 200

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 import retrain_scheduler
-from pipeline import scheduler as sched
 from pipeline.config import get_settings
-from tests.processes import free_port, stop, wait_until
+from pipeline.scheduling import cycle as sched
+from tests.helpers.processes import free_port, stop, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -86,7 +86,7 @@ def test_second_process_exits_when_the_lock_is_held(tmp_path: Path) -> None:
 def test_once_on_the_offline_sample_promotes_a_champion(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from pipeline.artifacts import ArtifactStore
+    from pipeline.artifacts.store import ArtifactStore
     from pipeline.series import SeriesId
 
     monkeypatch.setenv("SOURCE", "sample")

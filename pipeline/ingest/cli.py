@@ -10,10 +10,10 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 
-from pipeline.config import Settings, load_settings
+from pipeline.cli import date_arg, positive_int, settings_from_args
+from pipeline.config import Settings
 from pipeline.errors import PipelineError, UsageError
 from pipeline.ingest.stage import (
     RAW_FREQUENCIES,
@@ -26,23 +26,6 @@ from pipeline.logs import configure_logging
 from pipeline.series import SeriesId
 
 logger = logging.getLogger(__name__)
-
-
-def _date(text: str) -> datetime:
-    try:
-        return datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected YYYY-MM-DD, got {text!r}") from None
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,27 +48,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     window = parser.add_mutually_exclusive_group()
     window.add_argument(
-        "--days", type=_positive_int, help="history length in days [HISTORY_DAYS on a first run]"
+        "--days", type=positive_int, help="history length in days [HISTORY_DAYS on a first run]"
     )
-    window.add_argument("--since", type=_date, help="start date YYYY-MM-DD (UTC)")
+    window.add_argument("--since", type=date_arg, help="start date YYYY-MM-DD (UTC)")
     parser.add_argument("--data-dir", type=Path, help="data folder [DATA_DIR]")
     parser.add_argument("--base-url", help="CoinGecko API base URL [COINGECKO_BASE_URL]")
     return parser
 
 
-def _settings(args: argparse.Namespace) -> Settings:
-    overrides: dict[str, object] = {}
-    for flag, field in (
-        ("source", "source"),
-        ("coin", "coins"),
-        ("vs", "vs_currency"),
-        ("data_dir", "data_dir"),
-        ("base_url", "coingecko_base_url"),
-    ):
-        value = getattr(args, flag)
-        if value is not None:
-            overrides[field] = value
-    return load_settings(**overrides)
+#: argparse dest -> Settings field, for the flags that override a setting.
+SETTING_FLAGS = {
+    "source": "source",
+    "coin": "coins",
+    "vs": "vs_currency",
+    "data_dir": "data_dir",
+    "base_url": "coingecko_base_url",
+}
 
 
 def _series(args: argparse.Namespace, settings: Settings) -> list[SeriesId]:
@@ -112,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)  # exits 2 on bad flags
     try:
-        settings = _settings(args)
+        settings = settings_from_args(args, SETTING_FLAGS)
         configure_logging(settings.log_level, settings.log_format)
         source = check_source(settings.source)
         series = _series(args, settings)

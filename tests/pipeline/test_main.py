@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from pipeline import __main__ as cli
-from pipeline.artifacts import ArtifactStore
+from pipeline.artifacts.store import ArtifactStore
 from pipeline.config import get_settings
 from pipeline.series import SeriesId
-from tests.conftest import ROOT
+from tests.helpers.paths import ROOT
 
 BTC_1D = SeriesId("bitcoin", "usd", "1d")
 BTC_1H = SeriesId("bitcoin", "usd", "1h")
@@ -60,8 +60,8 @@ def test_a_failing_ingest_stops_the_run(tmp_path: Path, capsys: pytest.CaptureFi
 def test_a_failing_process_stops_before_training(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from pipeline import process
     from pipeline.errors import ProcessingError
+    from pipeline.process import stage as process
 
     def broken(*args: object, **kwargs: object) -> None:
         raise ProcessingError("simulated: raw file unreadable")

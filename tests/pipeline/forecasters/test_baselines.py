@@ -8,7 +8,7 @@ import pytest
 from scipy import stats
 
 from pipeline.forecasters.baselines import Drift, Naive
-from tests.conftest import random_walk_prices
+from tests.helpers.prices import random_walk_prices
 
 
 def test_naive_mean_is_last_price_and_width_grows_like_sqrt_h() -> None:

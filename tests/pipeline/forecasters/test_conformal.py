@@ -21,28 +21,11 @@ from pipeline.forecasters.conformal import (
     normalised_scores,
     split_factors,
 )
-from tests.conftest import random_walk_prices
+from tests.helpers.prices import garch_t_prices, random_walk_prices
 
 W = 500  # training window of every simulated test origin
 N_CAL = 100  # calibration origins per fit (the default)
 FIRST = 0.25  # the default min_train_fraction
-
-
-def garch_t_prices(n: int, seed: int) -> pd.Series:
-    """Daily prices whose log returns are GARCH(1,1) with Student-t(4) shocks (heavy tails,
-    volatility clustering): alpha 0.10, beta 0.88, unconditional sd 3%."""
-    rng = np.random.default_rng(seed)
-    nu = 4.0
-    z = rng.standard_t(nu, n) * math.sqrt((nu - 2) / nu)
-    var = 9e-4
-    omega, alpha, beta = var * 0.02, 0.10, 0.88
-    r = np.empty(n)
-    s2 = var
-    for t in range(n):
-        r[t] = math.sqrt(s2) * z[t]
-        s2 = omega + alpha * r[t] ** 2 + beta * s2
-    index = pd.date_range("2000-01-01", periods=n + 1, freq="1D", tz="UTC", name="ds")
-    return pd.Series(100.0 * np.exp(np.r_[0.0, np.cumsum(r)]), index=index, name="y")
 
 
 def test_conformal_quantile_is_the_finite_sample_rank() -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from pipeline.errors import ForecastError
 from pipeline.forecasters import REGISTRY, forecaster_class, interval_columns, make_forecaster
-from tests.conftest import random_walk_prices
+from tests.helpers.prices import random_walk_prices
 
 #: Real models are slow to fit: their cases carry the ``slow`` mark.
 SLOW = {"arima", "prophet", "arima_garch", "conformal_garch", "aci_garch", "ensemble"}

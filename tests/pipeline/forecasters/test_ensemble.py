@@ -11,7 +11,7 @@ import pytest
 from pipeline.errors import UsageError
 from pipeline.forecasters import make_forecaster
 from pipeline.forecasters.ensemble import Ensemble, combine_columns
-from tests.conftest import random_walk_prices
+from tests.helpers.prices import random_walk_prices
 
 
 @pytest.fixture(scope="module")

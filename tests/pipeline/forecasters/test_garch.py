@@ -19,7 +19,7 @@ from pipeline.forecasters.garch import (
     simulate_cumulative,
     variance_path,
 )
-from tests.pipeline.forecasters.test_conformal import garch_t_prices
+from tests.helpers.prices import garch_t_prices
 
 PARAMS = GarchParams(
     mu=0.0, omega=0.05, alpha=0.1, gamma=0.0, beta=0.85, nu=8.0, scale=100.0,

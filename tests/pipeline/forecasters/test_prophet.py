@@ -11,7 +11,7 @@ import pytest
 
 from pipeline.errors import ForecastError
 from pipeline.forecasters.prophet_model import ProphetForecaster
-from tests.conftest import random_walk_prices
+from tests.helpers.prices import random_walk_prices
 
 pytestmark = pytest.mark.slow
 

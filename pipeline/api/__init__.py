@@ -1,0 +1,1 @@
+"""Prediction API: FastAPI app serving the forecasts the training stage precomputed."""

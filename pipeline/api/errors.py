@@ -1,0 +1,163 @@
+"""How the API answers: ``ApiError``, validation details, the JSON response helpers and the
+exception handlers that turn every error into ``{"error", "message", "request_id", ...}``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from pipeline.api.middleware import error_body
+from pipeline.api.schemas import ErrorResponse
+
+logger = logging.getLogger(__name__)
+
+JSON = "application/json"
+ALLOWED = {"timeframe": ["1h", "4h", "1d"], "levels": [80, 95], "confidence_level": [0.8, 0.95]}
+#: The error responses the routes document (``responses=ERRORS``).
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse, "description": text}
+    for code, text in {
+        401: "missing or wrong API key",
+        404: "unknown coin, timeframe or model (lists what is available)",
+        413: "request body too large",
+        422: "invalid input (names the field and the allowed values) or steps beyond the horizon",
+        429: "rate limited (see Retry-After)",
+    }.items()
+}
+
+
+class ApiError(Exception):
+    """An error answered as JSON: status, code, message, optional available/details."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        available: list[str] | None = None,
+        details: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.available = available
+        self.details = details
+        self.headers = headers
+
+
+def json_response(body: bytes, status: int = 200) -> Response:
+    """Pre-serialised JSON bytes as a response."""
+    return Response(body, status_code=status, media_type=JSON)
+
+
+def dump_response(data: Any, status: int = 200) -> Response:
+    """``data`` serialised compactly as a JSON response."""
+    return json_response(json.dumps(data, separators=(",", ":"), default=str).encode(), status)
+
+
+def validation_details(errors: Any, prefix: str | None = None) -> list[dict[str, Any]]:
+    """Pydantic/FastAPI errors -> ``[{field, message, allowed?}]``."""
+    out = []
+    for err in errors:
+        loc = [str(p) for p in err.get("loc", ())]
+        if prefix:
+            loc = [prefix, *loc]
+        name = next((p for p in reversed(loc) if not p.isdigit()), "")
+        detail: dict[str, Any] = {
+            "field": ".".join(loc) or "body",
+            "message": err.get("msg", "invalid"),
+        }
+        ctx = err.get("ctx") or {}
+        if name in ALLOWED:
+            detail["allowed"] = ALLOWED[name]
+        elif "expected" in ctx:
+            detail["allowed"] = re.findall(r"'([^']*)'", str(ctx["expected"])) or [
+                str(ctx["expected"])
+            ]
+        for bound, keys in (("minimum", ("ge", "gt")), ("maximum", ("le", "lt"))):
+            for key in keys:
+                if key in ctx:
+                    detail[bound] = ctx[key]
+                    if key in ("gt", "lt"):
+                        detail[bound + "_exclusive"] = True
+        out.append(detail)
+    return out
+
+
+def details_message(details: list[dict[str, Any]]) -> str:
+    """The details as one message: ``field: message (allowed: …)``, joined by ``; ``."""
+    parts = []
+    for d in details:
+        text = f"{d['field']}: {d['message']}"
+        if d.get("allowed") is not None:
+            text += f" (allowed: {', '.join(str(a) for a in d['allowed'])})"
+        elif "minimum" in d or "maximum" in d:
+            text += f" (range: {d.get('minimum', '')}..{d.get('maximum', '')})"
+        parts.append(text)
+    return "; ".join(parts)
+
+
+def _error_response(
+    request: Request, status: int, code: str, message: str, **more: Any
+) -> Response:
+    rid = getattr(request.state, "request_id", None) or "-"
+    headers = more.pop("headers", None)
+    return Response(
+        error_body(code, message, rid, **more), status_code=status, media_type=JSON, headers=headers
+    )
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    if exc.status >= 500:
+        logger.warning("%s: %s", exc.code, exc.message)
+    return _error_response(
+        request,
+        exc.status,
+        exc.code,
+        exc.message,
+        available=exc.available,
+        details=exc.details,
+        headers=exc.headers,
+    )
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    details = validation_details(exc.errors())
+    return _error_response(
+        request, 422, "validation_error", details_message(details), details=details
+    )
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    codes = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
+    message = str(exc.detail)
+    if exc.status_code == 404 and message == "Not Found":
+        message = f"no route {request.url.path}; see /docs for the endpoints"
+    return _error_response(
+        request,
+        exc.status_code,
+        codes.get(exc.status_code, "http_error"),
+        message,
+        headers=getattr(exc, "headers", None),
+    )
+
+
+def add_error_handlers(app: FastAPI) -> None:
+    """Answer ``ApiError``, request validation errors and HTTP errors in the API's JSON shape."""
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)

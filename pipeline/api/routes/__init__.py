@@ -1,0 +1,1 @@
+"""HTTP routes: the hot prediction routes and the operational ones."""

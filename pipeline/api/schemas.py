@@ -1,0 +1,326 @@
+"""Request and response schemas of the prediction API (pydantic v2), with examples for the docs.
+
+The hot endpoints answer with pre-serialised JSON built by
+:mod:`pipeline.api.registry`; these models
+define and document that JSON (the tests validate real responses against them).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Timeframe = Literal["1h", "4h", "1d"]
+Level = Literal[80, 95]
+
+CONFIDENCE_SCORE_DOC = (
+    "The model's probability of the predicted direction of move at step 1, from its forecast "
+    "distribution: log price at step 1 is taken as normal with median log(mean) and standard "
+    "deviation (log upper_95 - log lower_95) / (2 * 1.959964); p_up = P(price > last_price); "
+    "the score is p_up when the predicted price is >= last_price, else 1 - p_up. 0.5 means the "
+    "model has no view on the direction; values near 1 mean it is confident of the direction."
+)
+
+_COIN = Field(
+    "bitcoin",
+    pattern=r"^[a-z0-9][a-z0-9-]{0,63}$",
+    description="CoinGecko coin id",
+    examples=["bitcoin"],
+)
+_VS = Field("usd", pattern=r"^[a-z0-9]{2,10}$", description="quote currency", examples=["usd"])
+
+
+class ErrorDetail(BaseModel):
+    field: str = Field(description="where the problem is, e.g. body.steps or query.coin")
+    message: str
+    allowed: list[Any] | None = Field(None, description="the allowed values, when a finite set")
+    minimum: float | None = Field(None, description="the smallest allowed value, for a range")
+    maximum: float | None = Field(None, description="the largest allowed value, for a range")
+
+
+class ErrorResponse(BaseModel):
+    """Every error: a stable code, a message to act on, and the request id to quote."""
+
+    error: str = Field(examples=["validation_error"])
+    message: str = Field(examples=["body.steps: Input should be greater than or equal to 1"])
+    request_id: str = Field(examples=["0f3c9a6e2b7d4c1e9a8b7c6d5e4f3a2b"])
+    details: list[ErrorDetail] | None = None
+    available: list[str] | None = Field(None, description="what exists, on a 404")
+
+
+class PredictRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"coin": "bitcoin", "vs_currency": "usd", "timeframe": "1d", "steps": 7}]
+        },
+    )
+
+    coin: str = _COIN
+    vs_currency: str = _VS
+    timeframe: Timeframe = Field("1d", description="series frequency")
+    steps: int = Field(7, ge=1, le=1000, description="steps ahead, 1..the artifact's horizon")
+    model: str = Field(
+        "champion",
+        pattern=r"^[a-z0-9_-]{1,64}$",
+        description="'champion' (the promoted model) or a model name such as naive, drift, arima",
+    )
+    levels: list[Level] = Field(
+        [80, 95], min_length=1, max_length=2, description="interval levels to return (%)"
+    )
+
+
+class ForecastPoint(BaseModel):
+    timestamp: datetime = Field(description="UTC time the step forecasts")
+    step: int = Field(ge=1)
+    mean: float = Field(description="point forecast (median of the forecast distribution)")
+    lower_80: float | None = None
+    upper_80: float | None = None
+    lower_95: float | None = None
+    upper_95: float | None = None
+
+
+class PredictResponse(BaseModel):
+    model_config = ConfigDict(
+        protected_namespaces=(),
+        json_schema_extra={
+            "examples": [
+                {
+                    "series": "bitcoin-usd-1d",
+                    "coin": "bitcoin",
+                    "vs_currency": "usd",
+                    "timeframe": "1d",
+                    "model": "drift",
+                    "model_version": "20261121T101500Z-3fa2c1",
+                    "is_champion": True,
+                    "trained_at": "2026-11-21T10:15:00Z",
+                    "data_end": "2026-11-21T00:00:00Z",
+                    "last_price": 91234.5,
+                    "predicted_price": 91310.2,
+                    "confidence_score": 0.52,
+                    "prediction_timestamp": "2026-11-21T12:00:00.123Z",
+                    "horizon": 30,
+                    "forecasts": [
+                        {
+                            "timestamp": "2026-11-22T00:00:00Z",
+                            "step": 1,
+                            "mean": 91310.2,
+                            "lower_80": 87990.1,
+                            "upper_80": 94755.3,
+                            "lower_95": 86280.4,
+                            "upper_95": 96633.0,
+                        }
+                    ],
+                }
+            ]
+        },
+    )
+
+    series: str
+    coin: str
+    vs_currency: str
+    timeframe: Timeframe
+    model: str = Field(description="the model that answered (the champion's name if asked)")
+    model_version: str
+    is_champion: bool
+    trained_at: datetime = Field(description="when the version was written")
+    data_end: datetime = Field(description="last observation the model saw")
+    last_price: float
+    predicted_price: float = Field(description="the first step's point forecast")
+    confidence_score: float = Field(ge=0, le=1, description=CONFIDENCE_SCORE_DOC)
+    prediction_timestamp: datetime = Field(description="when this answer was produced (UTC)")
+    horizon: int = Field(description="the most steps this model can answer")
+    forecasts: list[ForecastPoint]
+
+
+class BatchRequest(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "requests": [
+                        {"timeframe": "1d", "steps": 7},
+                        {"timeframe": "1h", "steps": 24, "model": "naive"},
+                    ]
+                }
+            ]
+        }
+    )
+
+    requests: list[PredictRequest] = Field(
+        min_length=1,
+        description="predict requests (at most MAX_BATCH_SIZE, default 100); each is validated "
+        "on its own, so one bad item does not fail the batch",
+    )
+
+
+class BatchItem(BaseModel):
+    index: int
+    ok: bool
+    result: PredictResponse | None = None
+    error: ErrorResponse | None = None
+    status: int = Field(description="the HTTP status this item would have had alone")
+
+
+class BatchMetrics(BaseModel):
+    count: int
+    errors: int
+    duration_ms: float
+
+
+class BatchResponse(BaseModel):
+    results: list[BatchItem]
+    batch_metrics: BatchMetrics
+
+
+class CompatPredictRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"steps": 7, "confidence_level": 0.95}]},
+    )
+
+    steps: int = Field(1, ge=1, le=100)
+    confidence_level: float = Field(
+        0.95, description="interval level: 0.8 or 0.95", json_schema_extra={"enum": [0.8, 0.95]}
+    )
+    coin: str | None = Field(None, description="default: the first configured coin")
+    timeframe: Timeframe | None = Field(None, description="default: the first configured one")
+
+    @field_validator("confidence_level")
+    @classmethod
+    def _known_level(cls, value: float) -> float:
+        if value not in (0.8, 0.95):
+            raise ValueError("must be 0.8 or 0.95")
+        return value
+
+
+class CompatQuery(BaseModel):
+    """Query parameters of ``GET /predict``."""
+
+    steps: int = Field(1, ge=1, le=100, description="steps ahead")
+    coin: str | None = Field(
+        None, pattern=r"^[a-z0-9][a-z0-9-]{0,63}$", description="default: the first configured coin"
+    )
+    timeframe: Timeframe | None = Field(None, description="default: the first configured one")
+    confidence_level: float = Field(
+        0.95, description="interval level: 0.8 or 0.95", json_schema_extra={"enum": [0.8, 0.95]}
+    )
+
+    @field_validator("confidence_level")
+    @classmethod
+    def _known_level(cls, value: float) -> float:
+        if value not in (0.8, 0.95):
+            raise ValueError("must be 0.8 or 0.95")
+        return value
+
+
+class CompatInterval(BaseModel):
+    step: int
+    lower: float
+    upper: float
+
+
+class CompatMetadata(BaseModel):
+    trained_at: datetime
+    metrics: dict[str, float | None]
+    version: str
+
+
+class CompatPredictResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "predictions": [91310.2, 91385.9],
+                    "timestamp": "2026-11-21T12:00:00.123Z",
+                    "model_type": "drift",
+                    "confidence_intervals": [
+                        {"step": 1, "lower": 86280.4, "upper": 96633.0},
+                        {"step": 2, "lower": 84100.7, "upper": 99190.2},
+                    ],
+                    "metadata": {
+                        "trained_at": "2026-11-21T10:15:00Z",
+                        "metrics": {"mase": 1.01},
+                        "version": "20261121T101500Z-3fa2c1",
+                    },
+                    "series": "bitcoin-usd-1d",
+                    "confidence_level": 0.95,
+                }
+            ]
+        }
+    )
+
+    predictions: list[float]
+    timestamp: datetime = Field(description="when this answer was produced (UTC)")
+    model_type: str
+    confidence_intervals: list[CompatInterval]
+    metadata: CompatMetadata
+    series: str
+    confidence_level: float
+
+
+class ModelSummary(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+    series: str
+    coin: str
+    vs_currency: str
+    timeframe: Timeframe
+    model: str
+    version: str
+    is_champion: bool
+    trained_at: datetime
+    data_end: datetime
+    horizon: int
+    last_price: float
+    metrics: dict[str, float | None]
+    params: dict[str, Any]
+    data_source: str | None = None
+
+
+class ModelsResponse(BaseModel):
+    models: list[ModelSummary]
+    champions: dict[str, str] = Field(description="series -> champion model")
+    loaded_at: datetime
+    load_errors: list[str]
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok", "unavailable"]
+    model_loaded: bool
+    models: int
+    series: list[str]
+    reason: str | None = None
+
+
+class ReloadResponse(BaseModel):
+    outcome: Literal["success", "failure"]
+    message: str
+    models: int
+    changed: list[str] = Field(description="series/model entries whose version changed")
+    failures: list[str] = Field(description="what failed; those keep their previous version")
+    duration_ms: float
+    pid: int
+
+
+class DataPoint(BaseModel):
+    ds: datetime
+    price: float
+    imputed: bool | None = None
+
+
+class DataLatestResponse(BaseModel):
+    series: str
+    rows: list[DataPoint]
+    last_ds: datetime
+    rows_total: int
+    age_seconds: float
+
+
+class RootResponse(BaseModel):
+    service: str
+    version: str
+    docs: str
+    links: dict[str, str]

@@ -1,0 +1,1 @@
+"""Model artifacts: versioned, checksummed folders, the champion pointer, management."""

@@ -1,0 +1,3 @@
+from pipeline.artifacts.manage import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Evaluation: rolling-origin backtests, metrics, the champion decision, the gate, reports."""

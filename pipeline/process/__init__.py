@@ -1,0 +1,1 @@
+"""Processing stage: raw prices -> regular grid, features and stationarity in data/processed/."""

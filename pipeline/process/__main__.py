@@ -1,0 +1,3 @@
+from pipeline.process.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Scheduling: the nightly cycle, its history and lock, notifications and metrics."""

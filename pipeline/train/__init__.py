@@ -1,0 +1,1 @@
+"""Training stage: fit forecasters, write versioned artifacts, choose the champion."""

@@ -1,0 +1,3 @@
+from pipeline.train.cli import main
+
+raise SystemExit(main())

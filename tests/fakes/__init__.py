@@ -1,1 +1,0 @@
-"""Real local fakes of external services for tests (no network)."""

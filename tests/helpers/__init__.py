@@ -1,0 +1,1 @@
+"""Plain helpers for the tests (no fixtures, no tests): paths, price series, fakes, processes."""

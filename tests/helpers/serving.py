@@ -1,0 +1,61 @@
+"""Small real artifacts for the API and serving tests (real naive/drift baselines, real store)."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import pandas as pd
+
+from pipeline.artifacts.store import FORECAST_FILE, ArtifactMetadata, ArtifactStore
+from pipeline.forecasters import make_forecaster
+from pipeline.series import SeriesId
+from tests.helpers.prices import random_walk_prices
+
+with warnings.catch_warnings():
+    # starlette suggests httpx2; httpx (pinned in requirements-dev) still works.
+    warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
+    from fastapi.testclient import TestClient  # noqa: F401 - re-exported for the tests
+
+BTC_1D = SeriesId("bitcoin", "usd", "1d")
+BTC_1H = SeriesId("bitcoin", "usd", "1h")
+HORIZONS = {"1d": 30, "1h": 48}
+
+
+def prices(series: SeriesId, n: int = 200, seed: int = 0) -> pd.Series:
+    return random_walk_prices(n, "1D" if series.freq == "1d" else "1h", seed=seed)
+
+
+def write(
+    store: ArtifactStore, series: SeriesId, model: str, *, seed: int = 0, promote: bool = False
+) -> ArtifactMetadata:
+    """Fit ``model`` on a seeded random walk and write it as a new version."""
+    y = prices(series, seed=seed)
+    forecaster = make_forecaster(model).fit(y)
+    meta = store.write_version(
+        series, forecaster, y, horizon=HORIZONS[series.freq], metrics={"mase": 1.0 + seed / 100}
+    )
+    if promote:
+        store.promote(series, model, meta.version, "test")
+    return meta
+
+
+def build_models(root: Path) -> dict[str, ArtifactMetadata]:
+    """bitcoin 1d and 1h, naive and drift each; drift is the champion of both."""
+    store = ArtifactStore(root)
+    out = {}
+    for series in (BTC_1D, BTC_1H):
+        out[f"{series.name}/naive"] = write(store, series, "naive")
+        out[f"{series.name}/drift"] = write(store, series, "drift", promote=True)
+    return out
+
+
+def tamper(store: ArtifactStore, meta: ArtifactMetadata) -> None:
+    """Change one byte of a version's forecast file (its checksum no longer matches)."""
+    path = store.version_dir(meta.series_id, meta.model, meta.version) / FORECAST_FILE
+    text = path.read_text("utf-8")
+    path.write_text(text.replace("1", "2", 1), "utf-8")
+
+
+def read_forecast(store: ArtifactStore, meta: ArtifactMetadata) -> pd.DataFrame:
+    return pd.read_csv(store.version_dir(meta.series_id, meta.model, meta.version) / FORECAST_FILE)

@@ -1,0 +1,25 @@
+"""Fixtures of the ingest tests: a real HTTP server on 127.0.0.1 imitating CoinGecko."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from pipeline.config import get_settings
+from tests.helpers.coingecko import FakeCoinGecko
+
+
+@pytest.fixture
+def fake_coingecko(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeCoinGecko]:
+    """A running :class:`FakeCoinGecko`; ``COINGECKO_BASE_URL`` points at it."""
+    fake = FakeCoinGecko().start()
+    monkeypatch.setenv("COINGECKO_BASE_URL", fake.base_url)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.delenv("COINGECKO_API_KEY", raising=False)
+    get_settings.cache_clear()
+    try:
+        yield fake
+    finally:
+        fake.stop()
+        get_settings.cache_clear()
