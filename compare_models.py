@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _coverage_band(text: str | None) -> tuple[float, float]:
     """The champion-selection band (``--coverage-band``); the gate keeps its own band."""
-    from pipeline.evaluation.backtest import DEFAULT_COVERAGE_BAND
+    from pipeline.evaluation.champion import DEFAULT_COVERAGE_BAND
 
     if not text:
         return DEFAULT_COVERAGE_BAND
@@ -161,8 +161,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         default_protocol,
         ensure_naive,
         run_backtest,
-        select_champion,
     )
+    from pipeline.evaluation.champion import select_champion
     from pipeline.evaluation.gate import (
         baseline_entry,
         check_comparable,

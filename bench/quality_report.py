@@ -8,7 +8,7 @@ latest one with a full horizon of actuals; daily series: origins every 10 days, 
 sliding window of the last 1,095 points; hourly: origins every 24 hours, 24-hour horizon, sliding
 window of the last 2,160 points; one fit per origin, on data strictly before it. The calibrated
 models (``conformal_*``, ``aci_*``) calibrate the horizon the backtest scores. The champion is
-chosen by :func:`pipeline.evaluation.backtest.select_champion` (the rule compare_models uses)
+chosen by :func:`pipeline.evaluation.champion.select_champion` (the rule compare_models uses)
 and checked
 against the targets of issue 7. Writes ``quality.md`` and ``quality.json`` (and each series'
 ``folds.csv``) to ``--out`` and prints the Markdown. Not part of CI (``make gate`` is).
@@ -37,8 +37,8 @@ from pipeline.evaluation.backtest import (  # noqa: E402
     default_protocol,
     ensure_naive,
     run_backtest,
-    select_champion,
 )
+from pipeline.evaluation.champion import select_champion  # noqa: E402
 from pipeline.fileio import atomic_write_csv, atomic_write_json, atomic_write_text  # noqa: E402
 from pipeline.forecasters import REGISTRY, parse_models  # noqa: E402
 from pipeline.logs import configure_logging  # noqa: E402

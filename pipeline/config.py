@@ -13,7 +13,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from pipeline.errors import UsageError
-from pipeline.series import FREQUENCIES, SeriesId
+from pipeline.series import FREQUENCIES, FREQUENCY_TABLE, SeriesId
 
 CommaList = Annotated[list[str], NoDecode]
 
@@ -54,9 +54,9 @@ class Settings(BaseSettings):
     max_fill_gap: int = Field(3, ge=0, description="gaps up to this many steps are forward-filled")
 
     # Training and serving horizons (steps)
-    horizon_1h: int = Field(48, ge=1, le=1000)
-    horizon_4h: int = Field(42, ge=1, le=1000)
-    horizon_1d: int = Field(30, ge=1, le=1000)
+    horizon_1h: int = Field(FREQUENCY_TABLE["1h"].horizon, ge=1, le=1000)
+    horizon_4h: int = Field(FREQUENCY_TABLE["4h"].horizon, ge=1, le=1000)
+    horizon_1d: int = Field(FREQUENCY_TABLE["1d"].horizon, ge=1, le=1000)
     n_jobs: int = Field(1, description="parallel fits (joblib); -1 = all cores")
     keep_versions: int = Field(5, ge=1)
 

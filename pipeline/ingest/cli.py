@@ -16,14 +16,13 @@ from pipeline.cli import date_arg, positive_int, settings_from_args
 from pipeline.config import Settings
 from pipeline.errors import PipelineError, UsageError
 from pipeline.ingest.stage import (
-    RAW_FREQUENCIES,
     IngestResult,
     check_source,
     ingest_many,
     raw_series,
 )
 from pipeline.logs import configure_logging
-from pipeline.series import SeriesId
+from pipeline.series import RAW_FREQUENCIES, SeriesId
 
 logger = logging.getLogger(__name__)
 

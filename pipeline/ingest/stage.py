@@ -28,12 +28,9 @@ from pipeline.ingest.store import (
     read_raw,
     write_raw,
 )
-from pipeline.series import SeriesId, freq_offset
+from pipeline.series import RAW_FREQUENCIES, SeriesId, freq_offset
 
 logger = logging.getLogger(__name__)
-
-#: frequencies stored as raw files (4h is built from 1h by processing)
-RAW_FREQUENCIES = ("1h", "1d")
 
 
 @dataclass(frozen=True)
@@ -85,7 +82,8 @@ def ingest_series(
     source = check_source(source or settings.source)
     if series.freq not in RAW_FREQUENCIES:
         raise UsageError(
-            f"{series.name}: only 1h and 1d are ingested (4h is built from 1h by processing)"
+            f"{series.name}: only {' and '.join(RAW_FREQUENCIES)} are ingested "
+            f"({series.freq} is built from {series.raw.freq} by processing)"
         )
     if days is not None and since is not None:
         raise UsageError("give --days or --since, not both")
@@ -133,7 +131,7 @@ def raw_series(settings: Settings) -> list[SeriesId]:
     """The raw series behind ``settings.series()``: 4h is processed from the 1h raw file."""
     seen: dict[SeriesId, None] = {}
     for one in settings.series():
-        seen[SeriesId(one.coin, one.vs, "1h" if one.freq == "4h" else one.freq)] = None
+        seen[one.raw] = None
     return list(seen)
 
 

@@ -43,8 +43,6 @@ RAW_COLUMNS = ("ds", "price", "market_cap", "volume")
 DS_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 #: At most this many gaps of each kind are listed in the reports.
 MAX_LISTED_GAPS = 500
-#: Frequencies built by resampling another frequency's raw file.
-RESAMPLED_FROM: dict[str, str] = {"4h": "1h"}
 
 __all__ = [
     "ProcessResult",
@@ -85,7 +83,7 @@ def _meta_path(path: Path) -> Path:
 
 def raw_source_path(data_dir: Path, series: SeriesId) -> Path:
     """The raw file a series is built from (the hourly one for ``4h``)."""
-    source = SeriesId(series.coin, series.vs, RESAMPLED_FROM.get(series.freq, series.freq))
+    source = series.raw
     return Path(data_dir) / "raw" / f"{source.name}.csv"
 
 
@@ -244,7 +242,7 @@ def process_series(
     if not raw_file.is_file():
         raise ProcessingError(
             f"{raw_file}: raw file not found; run `python -m pipeline.ingest --coin {series.coin} "
-            f"--vs {series.vs} --freq {RESAMPLED_FROM.get(series.freq, series.freq)}` first"
+            f"--vs {series.vs} --freq {series.raw.freq}` first"
         )
     content = raw_file.read_bytes()  # hash exactly the bytes we parse
     raw_sha = hashlib.sha256(content).hexdigest()

@@ -37,6 +37,7 @@ from tenacity import (
 from pipeline.artifacts.store import ArtifactStore
 from pipeline.config import Settings
 from pipeline.errors import IngestError, PipelineError
+from pipeline.evaluation.champion import GateDecision, backtest_gate
 from pipeline.fileio import atomic_write_text
 from pipeline.series import SeriesId
 
@@ -185,7 +186,7 @@ def default_stages() -> Stages:
     from pipeline.train.stage import train_series
 
     def ingest(series: SeriesId, settings: Settings) -> Any:
-        source_series = series if series.freq != "4h" else SeriesId(series.coin, series.vs, "1h")
+        source_series = series.raw
         return ingest_series(source_series, settings)
 
     def train(series: SeriesId, settings: Settings, models: Sequence[str]) -> Any:
@@ -230,63 +231,6 @@ def run_stage(
         return attempt()
     except RetryError as exc:  # pragma: no cover - reraise=True makes this unreachable
         raise exc.last_attempt.exception() or exc from None
-
-
-# -- promotion decision ------------------------------------------------------------------------
-@dataclass
-class GateDecision:
-    candidate: str
-    passed: bool
-    reason: str
-    summary: dict[str, dict[str, float]] = field(default_factory=dict)
-
-
-def decide(
-    series: SeriesId,
-    summary: dict[str, dict[str, float]],
-    settings: Settings,
-    serving_model: str | None,
-) -> GateDecision:
-    """Choose the candidate from per-model metrics and apply the quality gate and the
-    not-worse-than-serving rule (compare_models' selection and gate logic, one code path)."""
-    from pipeline.evaluation.backtest import select_champion
-    from pipeline.evaluation.gate import evaluate_gate, load_gate_config
-
-    config = load_gate_config(Path(settings.gate_config))
-    candidate, why = select_champion(summary)  # the same rule training and compare_models use
-    outcome = evaluate_gate(series.name, summary, candidate, config)
-    if not outcome.passed:
-        failed = "; ".join(check.message for check in outcome.failures())
-        return GateDecision(candidate, False, f"quality gate failed: {failed}", summary)
-    cand_mase = summary[candidate].get("mase")
-    if serving_model and serving_model in summary and cand_mase is not None:
-        serving_mase = summary[serving_model].get("mase")
-        if serving_mase is not None:
-            limit = float(serving_mase) * (1 + settings.promotion_tolerance)
-            if float(cand_mase) > limit:
-                return GateDecision(
-                    candidate,
-                    False,
-                    f"candidate {candidate} MASE {cand_mase:.4f} is worse than the serving "
-                    f"champion's model {serving_model} ({serving_mase:.4f}) beyond the "
-                    f"{settings.promotion_tolerance:.0%} tolerance",
-                    summary,
-                )
-    return GateDecision(candidate, True, f"passed the quality gate; {why}", summary)
-
-
-def backtest_gate(
-    series: SeriesId, settings: Settings, result: Any, serving_model: str | None
-) -> GateDecision:
-    """The nightly gate on the selection backtest that training ran on recent data."""
-    summary = {m: row for m, row in getattr(result, "backtest", {}).items() if m in result.versions}
-    if not summary:
-        return GateDecision(
-            getattr(result, "champion", None) or "naive",
-            False,
-            "no selection backtest (too little data): the gate cannot judge the candidates",
-        )
-    return decide(series, summary, settings, serving_model)
 
 
 # -- one cycle ---------------------------------------------------------------------------------
@@ -522,7 +466,7 @@ def data_ages(settings: Settings, now: datetime) -> dict[str, float]:
     """Seconds since the newest raw point of each configured series (from raw meta files)."""
     ages = {}
     for s in settings.series():
-        raw_series = s if s.freq != "4h" else SeriesId(s.coin, s.vs, "1h")
+        raw_series = s.raw
         meta = Path(settings.data_dir) / "raw" / f"{raw_series.name}.meta.json"
         try:
             last = json.loads(meta.read_text("utf-8"))["last_ds"]

@@ -11,7 +11,7 @@ Before that, a short rolling-origin backtest of every model on the recent data (
 backtest*: ``BACKTEST_ORIGINS`` origins, sliding window ``BACKTEST_WINDOW``) gives metrics that
 mean something for intervals (one holdout's coverage is 0% or 100% per step); its per-model
 summary is stored in each version's metadata (``extra.backtest``). Once every version of a series
-is complete, :func:`pipeline.evaluation.backtest.select_champion` picks the champion from the
+is complete, :func:`pipeline.evaluation.champion.select_champion` picks the champion from the
 backtest
 summary (from the holdout metrics when the series is too short to backtest) and the champion
 pointer is replaced. The naive baseline is always trained, so that every champion has beaten it.
@@ -103,8 +103,7 @@ def raw_meta(data_dir: Path, series: SeriesId) -> dict[str, Any]:
     """The raw file's ``meta.json`` (4h series come from the hourly raw file); ``{}`` if absent."""
     from pipeline.ingest import raw_path, read_meta
 
-    raw_freq = "1h" if series.freq == "4h" else series.freq
-    path = raw_path(data_dir, SeriesId(series.coin, series.vs, raw_freq))
+    path = raw_path(data_dir, series.raw)
     meta = read_meta(path)
     if meta is None:
         logger.warning("no readable metadata beside %s: data source unknown", path)
@@ -367,7 +366,7 @@ def _choose_champion(store: ArtifactStore, result: TrainResult, *, promote: bool
     if not result.versions:
         logger.error("%s: every model failed; the champion is unchanged", result.series.name)
         return
-    from pipeline.evaluation.backtest import select_champion
+    from pipeline.evaluation.champion import select_champion
 
     try:
         trained = sorted(result.versions)

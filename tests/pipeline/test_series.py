@@ -37,3 +37,16 @@ def test_freq_offsets() -> None:
     assert freq_offset("1h") == pd.Timedelta(hours=1)
     assert freq_offset("4h") == pd.Timedelta(hours=4)
     assert freq_offset("1d") == pd.Timedelta(days=1)
+
+
+def test_frequency_table_owns_raw_sources_and_horizons() -> None:
+    from pipeline.series import FREQUENCY_TABLE, RAW_FREQUENCIES, freq_of_step, frequency
+
+    assert RAW_FREQUENCIES == ("1h", "1d")
+    assert SeriesId("bitcoin", "usd", "4h").raw == SeriesId("bitcoin", "usd", "1h")
+    assert SeriesId("bitcoin", "usd", "1d").raw == SeriesId("bitcoin", "usd", "1d")
+    assert frequency("4h").horizon == FREQUENCY_TABLE["4h"].horizon == 42
+    assert freq_of_step(pd.Timedelta("4h")) == "4h"
+    assert freq_of_step(pd.Timedelta("2h")) is None
+    with pytest.raises(UsageError, match="unknown frequency '2h': use one of 1h, 4h, 1d"):
+        frequency("2h")

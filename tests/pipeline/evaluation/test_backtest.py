@@ -17,12 +17,14 @@ import pytest
 
 from pipeline.errors import ForecastError, UsageError
 from pipeline.evaluation.backtest import (
-    DEFAULT_COVERAGE_BAND,
-    DEFAULT_MASE_TOLERANCE,
     BacktestProtocol,
     default_protocol,
     make_origins,
     run_backtest,
+)
+from pipeline.evaluation.champion import (
+    DEFAULT_COVERAGE_BAND,
+    DEFAULT_MASE_TOLERANCE,
     select_champion,
 )
 from pipeline.evaluation.gate import (

@@ -15,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline.artifacts.store import ArtifactStore
 from pipeline.config import Settings, get_settings, load_settings
+from pipeline.evaluation import champion
 from pipeline.forecasters import make_forecaster
 from pipeline.scheduling import cycle as sched
 from pipeline.series import SeriesId
@@ -64,9 +65,9 @@ class FakeTrainer:
 
 def metrics_gate(
     series: SeriesId, settings: Settings, result: Any, serving: str | None
-) -> sched.GateDecision:
+) -> champion.GateDecision:
     """The real selection and gate rules, fed with the trainer's metrics instead of a backtest."""
-    return sched.decide(series, result.metrics, settings, serving)
+    return champion.decide(series, result.metrics, settings, serving)
 
 
 def stages(train: Any, ingest: Any = None) -> sched.Stages:

@@ -93,7 +93,7 @@ def test_trains_scores_refits_and_promotes(settings: Settings, y: pd.Series) -> 
     assert loaded.forecaster is not None
     assert loaded.forecast["mean"].iloc[0] == pytest.approx(float(y.iloc[-1]))
     # champion: chosen by the selection rule on the backtest summary, not on the one holdout
-    from pipeline.evaluation.backtest import select_champion
+    from pipeline.evaluation.champion import select_champion
 
     best, _ = select_champion({m: result.backtest[m] for m in sorted(result.backtest)})
     assert result.champion == best
