@@ -6,7 +6,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
 .PHONY: run pipeline serve test test-fast lint check-deploy bench install install-dev clean gate compare \
-        quality-report
+        quality-report docs
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -79,6 +79,10 @@ quality-report: install
 
 bench: install-dev
 	$(BIN)/python bench/run_all.py
+
+## docs: build the documentation site into site/ (strict: a broken link or anchor fails)
+docs: install-dev
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict --site-dir site
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -9,9 +9,10 @@ sliding window of the last 1,095 points; hourly: origins every 24 hours, 24-hour
 window of the last 2,160 points; one fit per origin, on data strictly before it. The calibrated
 models (``conformal_*``, ``aci_*``) calibrate the horizon the backtest scores. The champion is
 chosen by :func:`pipeline.evaluation.champion.select_champion` (the rule compare_models uses)
-and checked
-against the targets of issue 7. Writes ``quality.md`` and ``quality.json`` (and each series'
-``folds.csv``) to ``--out`` and prints the Markdown. Not part of CI (``make gate`` is).
+and checked against the quality targets. Writes ``quality.md`` and ``quality.json`` (and each
+series' ``folds.csv``) to ``--out``, rewrites the documentation page
+``docs/results/forecast-quality.md`` (``--no-docs-page`` to leave it alone) and prints the
+Markdown. Not part of CI (``make gate`` is).
 """
 
 from __future__ import annotations
@@ -30,15 +31,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import compare_models  # noqa: E402
 from pipeline.config import get_settings  # noqa: E402
-from pipeline.evaluation.backtest import (  # noqa: E402
-    BacktestResult,
-    default_protocol,
-    ensure_naive,
-    run_backtest,
-)
-from pipeline.evaluation.champion import select_champion  # noqa: E402
+from pipeline.evaluation.backtest import BacktestResult, run_backtest  # noqa: E402
+from pipeline.evaluation.champion import ensure_naive, select_champion  # noqa: E402
+from pipeline.evaluation.compare import load_csv_series  # noqa: E402
+from pipeline.evaluation.protocol import default_protocol  # noqa: E402
 from pipeline.fileio import atomic_write_csv, atomic_write_json, atomic_write_text  # noqa: E402
 from pipeline.forecasters import REGISTRY, parse_models  # noqa: E402
 from pipeline.logs import configure_logging  # noqa: E402
@@ -63,7 +60,7 @@ RUNS = (
     Run("ETH/USD daily", "coingecko_eth-usd_1d_2015-2021.csv", "1d", 30, "10D", 1095, (1, 7, 30)),
 )
 
-#: Issue 7's targets for the champion: (name, metric, low, high); ratios are to naive.
+#: The quality targets for the champion: (name, metric, low, high); ratios are to naive.
 TARGETS = (
     ("mean MASE <= naive's", "mase_ratio", -math.inf, 1.0),
     ("95% coverage in [94%, 96%]", "coverage_95", 0.94, 0.96),
@@ -167,7 +164,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-jobs", type=int, default=2)
     p.add_argument("--out", type=Path, default=None, help="default: REPORTS_DIR/quality")
     p.add_argument("--only", help="run only series whose file name contains this")
+    p.add_argument("--docs-page", type=Path, default=DOCS_PAGE, help=f"default: {DOCS_PAGE}")
+    p.add_argument("--no-docs-page", action="store_true", help="leave the docs page alone")
     return p
+
+
+#: The documentation page the report rewrites (``docs/results/forecast-quality.md``).
+DOCS_PAGE = ROOT / "docs" / "results" / "forecast-quality.md"
+DOCS_HEADER = (
+    "# Forecast quality\n\n"
+    "`make quality-report` regenerates this page. Protocol and models: "
+    "[the quality report](../evaluation.md#quality-report); what the figures mean: "
+    "[Results](index.md).\n\n"
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -181,10 +190,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"error: no series matches --only {args.only!r}\n")
         return 2
     started = time.perf_counter()
-    md = [
-        "# Forecast quality on the shared data",
-        "",
-        f"Generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `make quality-report` "
+    given = list(sys.argv[1:] if argv is None else argv)
+    command = " ".join(["python", "bench/quality_report.py", *given])
+    md = [  # the body; each output puts its own title on top
+        f"Generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `{command}` "
         f"({len(models)} models, {args.origins} origins per series, n_jobs={args.n_jobs}).",
         "Ratios are to naive (< 1 is better); MASE hN = MASE at horizon step N; "
         "★ = champion by the selection rule.",
@@ -193,7 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report: dict[str, Any] = {"models": models, "origins": args.origins, "series": {}}
     for run in runs:
         path = args.data_dir / run.file
-        y, source = compare_models.load_csv_series(path, run.freq, settings)
+        y, source = load_csv_series(path, run.freq, settings)
         protocol = default_protocol(
             run.freq,
             y.index,
@@ -222,7 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "",
             f"**Champion: {champion}** — {reason}",
             "",
-            f"Issue-7 targets for {champion}: {_target_line(checks)}",
+            f"Quality targets for {champion}: {_target_line(checks)}",
             "",
         ]
         report["series"][run.label] = {
@@ -242,12 +251,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     wall = time.perf_counter() - started
     report["wall_seconds"] = round(wall, 1)
     md.append(f"Total wall time: {wall:.0f} s ({wall / 60:.1f} min) with n_jobs={args.n_jobs}.")
-    text = "\n".join(md) + "\n"
+    body = "\n".join(md) + "\n"
+    text = "# Forecast quality on the shared data\n\n" + body
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_dir / "quality.md", text)
     atomic_write_json(out_dir / "quality.json", _jsonable(report))
+    written = [out_dir / "quality.md", out_dir / "quality.json"]
+    if not args.no_docs_page:
+        args.docs_page.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(args.docs_page, DOCS_HEADER + body)
+        written.append(args.docs_page)
     sys.stdout.write(text)
-    sys.stdout.write(f"written: {out_dir / 'quality.md'}, {out_dir / 'quality.json'}\n")
+    sys.stdout.write(f"written: {', '.join(str(p) for p in written)}\n")
     return 0
 
 
