@@ -1,10 +1,10 @@
 """``python -m pipeline``: ingest -> process -> train for the configured coins and frequencies.
 
-Hourly and daily raw files are ingested (a 4h series is processed from the hourly one), every
-configured series is processed, then every series x model is trained in parallel and each
-series' champion promoted. The run stops at the first failing stage with a message naming the
-stage and the series, and exits non-zero (1 failed, 2 bad usage or input). A short summary
-table is printed at the end.
+The raw files behind the configured series are ingested once each (a 4h series is processed
+from the hourly file), every configured series is processed, then every series x model is
+trained in parallel and each series' champion promoted. The run stops at the first failing
+stage with a message naming the stage and the series, and exits non-zero (1 failed, 2 bad
+usage or input). A short summary table is printed at the end.
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ from pathlib import Path
 
 from pipeline.artifacts.store import ArtifactStore
 from pipeline.cli import settings_from_args
-from pipeline.config import Settings
+from pipeline.config import SOURCES, Settings
 from pipeline.errors import PipelineError
 from pipeline.forecasters import parse_models
 from pipeline.logs import configure_logging
-from pipeline.series import SeriesId
+from pipeline.series import SeriesId, freq_choices
 from pipeline.train.stage import TrainResult, train_many
 
 # The module name even when run with ``python -m`` (where __name__ is "__main__").
@@ -162,11 +162,13 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m pipeline",
         description="Run ingest -> process -> train for the configured coins and frequencies.",
     )
-    parser.add_argument("--source", help="auto | coingecko | sample | csv:PATH (default SOURCE)")
+    parser.add_argument("--source", help=f"{' | '.join(SOURCES)} (default SOURCE)")
     parser.add_argument("--coin", help="coin id(s), comma-separated (default COINS)")
     parser.add_argument("--vs", help="quote currency (default VS_CURRENCY)")
-    parser.add_argument("--freq", help="1h, 4h, 1d, comma-separated (default FREQUENCIES)")
-    parser.add_argument("--models", help="naive,drift,arima,prophet (default all)")
+    parser.add_argument("--freq", help=f"{freq_choices()}, comma-separated (default FREQUENCIES)")
+    parser.add_argument(
+        "--models", help="model names, comma-separated, e.g. naive,drift,arima (default: all)"
+    )
     parser.add_argument("--days", type=int, help="days of history on a first ingest")
     parser.add_argument("--data-dir", type=Path, help="data folder (default DATA_DIR)")
     parser.add_argument("--models-dir", type=Path, help="models folder (default MODELS_DIR)")

@@ -13,7 +13,18 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from pipeline.errors import UsageError
-from pipeline.series import FREQUENCIES, FREQUENCY_TABLE, SeriesId
+from pipeline.series import FREQUENCY_TABLE, SeriesId, check_coin, check_vs, frequency
+
+_NAMED_SOURCES = ("auto", "coingecko", "sample")
+#: The accepted ``SOURCE`` values (``csv:PATH`` names an export file), and as a phrase.
+SOURCES: tuple[str, ...] = (*_NAMED_SOURCES, "csv:PATH")
+SOURCE_CHOICES = f"{', '.join(SOURCES[:-1])} or {SOURCES[-1]}"
+
+
+def is_valid_source(value: str) -> bool:
+    """Whether ``value`` is one of :data:`SOURCES`."""
+    return value in _NAMED_SOURCES or (value.startswith("csv:") and bool(value[4:]))
+
 
 CommaList = Annotated[list[str], NoDecode]
 
@@ -36,7 +47,7 @@ class Settings(BaseSettings):
     frequencies: CommaList = ["1d", "1h"]
 
     # Ingestion
-    source: str = Field("auto", description="auto | coingecko | sample | csv:PATH")
+    source: str = Field("auto", description=" | ".join(SOURCES))
     history_days: int = Field(365, ge=1, le=5000, description="days fetched on a first ingest")
     coingecko_base_url: str = "https://api.coingecko.com/api/v3"
     coingecko_api_key: SecretStr | None = None
@@ -112,9 +123,9 @@ class Settings(BaseSettings):
     @field_validator("frequencies")
     @classmethod
     def _known_freqs(cls, value: list[str]) -> list[str]:
-        bad = [f for f in value if f not in FREQUENCIES]
+        bad = [f for f in value if f not in FREQUENCY_TABLE]
         if bad:
-            raise ValueError(f"unknown frequency {bad}: use {', '.join(FREQUENCIES)}")
+            raise ValueError(f"unknown frequency {bad}: use {', '.join(FREQUENCY_TABLE)}")
         return value
 
     @field_validator("coins")
@@ -122,28 +133,25 @@ class Settings(BaseSettings):
     def _valid_coins(cls, value: list[str]) -> list[str]:
         if not value:
             raise ValueError("at least one coin is needed")
-        for coin in value:
-            try:
-                SeriesId(coin, "usd", "1d")
-            except UsageError as exc:
-                raise ValueError(str(exc)) from None
-        return value
+        try:
+            return [check_coin(coin) for coin in value]
+        except UsageError as exc:
+            raise ValueError(str(exc)) from None
 
     @field_validator("vs_currency")
     @classmethod
     def _valid_vs(cls, value: str) -> str:
         try:
-            SeriesId("bitcoin", value, "1d")
+            return check_vs(value)
         except UsageError as exc:
             raise ValueError(str(exc)) from None
-        return value
 
     @field_validator("source")
     @classmethod
     def _valid_source(cls, value: str) -> str:
-        if value in {"auto", "coingecko", "sample"} or (value.startswith("csv:") and value[4:]):
+        if is_valid_source(value):
             return value
-        raise ValueError("use auto, coingecko, sample or csv:PATH")
+        raise ValueError(f"use {SOURCE_CHOICES}")
 
     @field_validator("coingecko_base_url")
     @classmethod
@@ -153,12 +161,18 @@ class Settings(BaseSettings):
         return value.rstrip("/")
 
     def horizon(self, freq: str) -> int:
-        """Maximum forecast horizon (steps) served for ``freq``."""
-        return {"1h": self.horizon_1h, "4h": self.horizon_4h, "1d": self.horizon_1d}[freq]
+        """Maximum forecast horizon (steps) served for ``freq`` (its ``HORIZON_<freq>`` setting)."""
+        steps: int = getattr(self, horizon_field(frequency(freq).name))
+        return steps
 
     def series(self) -> list[SeriesId]:
         """Every configured series, in configuration order."""
         return [SeriesId(c, self.vs_currency, f) for c in self.coins for f in self.frequencies]
+
+
+def horizon_field(freq: str) -> str:
+    """The settings field holding the horizon of ``freq``: one per frequency-table entry."""
+    return f"horizon_{freq}"
 
 
 def load_settings(**overrides: object) -> Settings:

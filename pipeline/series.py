@@ -8,6 +8,7 @@ valid coin / quote-currency id looks like asks this module.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import pandas as pd
@@ -56,6 +57,19 @@ def frequency(freq: str) -> Frequency:
         ) from None
 
 
+def freq_choices(*, raw_only: bool = False, last: str = "or") -> str:
+    """The frequencies as a phrase for help and error texts: ``"1h, 4h or 1d"``.
+
+    ``raw_only`` lists only the ingested ones (``"1h or 1d"``); ``last`` joins the final two.
+    """
+    return _phrase(RAW_FREQUENCIES if raw_only else FREQUENCY_TABLE, last)
+
+
+def _phrase(names: Iterable[str], last: str) -> str:
+    items = list(names)
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} {last} {items[-1]}"
+
+
 def freq_of_step(step: pd.Timedelta) -> str | None:
     """The frequency whose step is ``step`` (``None`` when none is)."""
     for name, spec in FREQUENCY_TABLE.items():
@@ -65,8 +79,22 @@ def freq_of_step(step: pd.Timedelta) -> str | None:
 
 
 def freq_offset(freq: str) -> pd.Timedelta:
-    """The length of one step of ``freq`` (``1h``, ``4h`` or ``1d``)."""
+    """The length of one step of ``freq``."""
     return pd.Timedelta(frequency(freq).offset)
+
+
+def check_coin(coin: str) -> str:
+    """``coin`` if it is a valid CoinGecko id, else a :class:`UsageError` saying what is."""
+    if not _COIN_RE.fullmatch(coin):
+        raise UsageError(f"invalid coin id {coin!r}: use CoinGecko ids like 'bitcoin'")
+    return coin
+
+
+def check_vs(vs: str) -> str:
+    """``vs`` if it is a valid quote-currency code, else a :class:`UsageError`."""
+    if not _VS_RE.fullmatch(vs):
+        raise UsageError(f"invalid vs currency {vs!r}: use a code like 'usd'")
+    return vs
 
 
 @dataclass(frozen=True, order=True)
@@ -78,11 +106,9 @@ class SeriesId:
     freq: str
 
     def __post_init__(self) -> None:
-        freq_offset(self.freq)
-        if not _COIN_RE.fullmatch(self.coin):
-            raise UsageError(f"invalid coin id {self.coin!r}: use CoinGecko ids like 'bitcoin'")
-        if not _VS_RE.fullmatch(self.vs):
-            raise UsageError(f"invalid vs currency {self.vs!r}: use a code like 'usd'")
+        frequency(self.freq)
+        check_coin(self.coin)
+        check_vs(self.vs)
 
     @property
     def name(self) -> str:

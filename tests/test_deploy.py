@@ -357,7 +357,6 @@ def code_metric_names(tmp_path: Path) -> set[str]:
     from prometheus_client import generate_latest
 
     from pipeline.api.middleware import ApiMetrics, ModelCollector
-    from pipeline.scheduling import cycle as scheduler
 
     api = ApiMetrics()
     served = SimpleNamespace(
@@ -369,11 +368,20 @@ def code_metric_names(tmp_path: Path) -> set[str]:
     api.registry.register(ModelCollector(lambda: [served]))
     names = exported_names(generate_latest(api.registry).decode())
 
+    names |= exported_names(scheduler_metrics_text())
+    return names
+
+
+def scheduler_metrics_text() -> str:
+    """The scheduler's metrics after one successful cycle, with fresh raw data for every series."""
+    from pipeline.scheduling.history import CycleRecord, append_history
+    from pipeline.scheduling.metrics import metrics_text
+
     settings = get_settings()
     now = datetime.now(UTC)
-    scheduler.append_history(
+    append_history(
         settings,
-        scheduler.CycleRecord(
+        CycleRecord(
             run_id="r1",
             started_at=(now - timedelta(minutes=1)).isoformat(),
             ended_at=now.isoformat(),
@@ -382,13 +390,12 @@ def code_metric_names(tmp_path: Path) -> set[str]:
         ),
     )
     raw = Path(settings.data_dir) / "raw"
-    raw.mkdir(parents=True)
+    raw.mkdir(parents=True, exist_ok=True)
     for series in settings.series():
-        (raw / f"{series.name}.meta.json").write_text(
+        (raw / f"{series.raw.name}.meta.json").write_text(
             json.dumps({"last_ds": now.isoformat()}), "utf-8"
         )
-    names |= exported_names(scheduler.metrics_text(settings, now))
-    return names
+    return metrics_text(settings, now)
 
 
 def queried_metrics() -> dict[str, set[str]]:
@@ -409,6 +416,38 @@ def test_alerts_and_dashboard_query_only_metrics_the_code_exports(
         assert used, where
         missing = used - code_metric_names
         assert not missing, f"{where} queries metrics nobody exports: {sorted(missing)}"
+
+
+def test_alert_unit_tests_feed_the_series_the_scheduler_exports() -> None:
+    """promtool's unit tests use the scheduler's own metric names, label names and values."""
+    from pipeline.scheduling.history import CYCLE_OUTCOMES
+
+    series_re = re.compile(r"^(?P<name>[a-z_]+)\{(?P<labels>.*)\}$")
+    labels_of = {
+        sample.name: set(sample.labels)
+        for family in text_string_to_metric_families(scheduler_metrics_text())
+        for sample in family.samples
+    }
+    assert len(labels_of) == 5
+    exported_series = {s.name for s in get_settings().series()}
+    fed = [
+        item["series"]
+        for case in load_yaml(DEPLOY / "alerts_test.yml")["tests"]
+        for item in case.get("input_series", [])
+        if item["series"].startswith("retrain_")
+    ]
+    assert fed
+    for text in fed:
+        match = series_re.match(text)
+        assert match, text
+        name = match["name"]
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', match["labels"]))
+        assert name in labels_of, text
+        assert set(labels) - {"job", "instance"} == labels_of[name], text
+        if "outcome" in labels:
+            assert labels["outcome"] in CYCLE_OUTCOMES, text
+        if "series" in labels:
+            assert labels["series"] in exported_series, text
 
 
 # -- Grafana -----------------------------------------------------------------------------------

@@ -12,8 +12,17 @@ import pytest
 
 import retrain_scheduler
 from pipeline.config import get_settings
-from pipeline.scheduling import cycle as sched
+from pipeline.scheduling.history import (
+    EXIT_LOCKED,
+    CycleRecord,
+    SeriesOutcome,
+    append_history,
+    cycle_lock,
+    history_path,
+    read_history,
+)
 from tests.helpers.processes import free_port, stop, wait_until
+from tests.helpers.scheduling import metric_samples
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,11 +42,29 @@ def test_dry_run_with_every(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 @pytest.mark.parametrize(
-    "argv", [["--every", "0", "hours"], ["--every", "2", "days"], ["--at", "25:00"]]
+    ("argv", "message"),
+    [
+        (["--every", "0", "hours"], "error: --every takes a positive number"),
+        (["--every", "2", "days"], "error: --every takes a positive number"),
+        (["--at", "25:00"], "error: invalid setting(s): RETRAIN_AT"),
+        (["--once", "--models", "nope"], "error: unknown model 'nope'"),
+    ],
 )
-def test_bad_usage_exits_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_usage_exits_2(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert retrain_scheduler.main(argv) == 2
-    assert "error:" in capsys.readouterr().err
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv", [["--once", "--dry-run"], ["--at", "03:00", "--every", "1", "hours"], ["--bogus"]]
+)
+def test_bad_flags_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        retrain_scheduler.main(argv)
+    assert exited.value.code == 2
+    assert "usage: retrain_scheduler.py" in capsys.readouterr().err
 
 
 def test_history_when_empty(capsys: pytest.CaptureFixture[str]) -> None:
@@ -47,10 +74,10 @@ def test_history_when_empty(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_history_lists_cycles(capsys: pytest.CaptureFixture[str]) -> None:
     settings = get_settings()
-    record = sched.CycleRecord(run_id="abc123", started_at="2026-11-21T02:00:00+00:00")
+    record = CycleRecord(run_id="abc123", started_at="2026-11-21T02:00:00+00:00")
     record.status, record.ended_at = "success", "2026-11-21T02:01:00+00:00"
     record.series.append(
-        sched.SeriesOutcome(
+        SeriesOutcome(
             "bitcoin-usd-1d",
             "promoted",
             "passed",
@@ -59,7 +86,7 @@ def test_history_lists_cycles(capsys: pytest.CaptureFixture[str]) -> None:
             metrics={"mase": 0.98},
         )
     )
-    sched.append_history(settings, record)
+    append_history(settings, record)
     assert retrain_scheduler.main(["--history", "5"]) == 0
     out = capsys.readouterr().out
     assert "abc123" in out and "promoted" in out and "naive/v1" in out and "mase=0.980" in out
@@ -68,7 +95,7 @@ def test_history_lists_cycles(capsys: pytest.CaptureFixture[str]) -> None:
 def test_second_process_exits_when_the_lock_is_held(tmp_path: Path) -> None:
     settings = get_settings()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "LOG_FORMAT": "text"}
-    with sched.cycle_lock(settings):
+    with cycle_lock(settings):
         proc = subprocess.run(
             [sys.executable, str(ROOT / "retrain_scheduler.py"), "--once"],
             capture_output=True,
@@ -77,9 +104,45 @@ def test_second_process_exits_when_the_lock_is_held(tmp_path: Path) -> None:
             env=env,
             cwd=tmp_path,
         )
-    assert proc.returncode == sched.EXIT_LOCKED, proc.stderr
+    assert proc.returncode == EXIT_LOCKED, proc.stderr
     assert "another retraining cycle is running" in proc.stderr
-    assert not sched.history_path(settings).exists()
+    assert not history_path(settings).exists()
+
+
+def test_long_running_mode_serves_metrics_and_stops_on_sigterm(tmp_path: Path) -> None:
+    """A real process: the loop starts (no catch-up), /metrics answers, SIGTERM stops it (0)."""
+    import httpx
+
+    port = free_port()
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "LOG_FORMAT": "text",
+        "FREQUENCIES": "1d",
+        "SCHEDULER_METRICS_PORT": str(port),
+    }
+    log_path = tmp_path / "scheduler.log"
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "retrain_scheduler.py"), "--every", "1", "hours",
+             "--no-catchup"],
+            cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as http:
+                wait_until(http, "/metrics", proc, log_path)
+                text = http.get("/metrics").text
+        finally:
+            stop(proc)
+    samples = metric_samples(text)
+    assert samples[("retrain_runs_total", (("outcome", "success"),))] == 0
+    assert samples[("retrain_promotions_total", (("series", "bitcoin-usd-1d"),))] == 0
+    assert proc.returncode == 0, log_path.read_text()
+    output = log_path.read_text()
+    assert "signal 15 received: stopping after the current stage" in output
+    assert "scheduler stopped" in output
+    assert not history_path(get_settings()).exists()  # no catch-up cycle ran
+    assert (tmp_path / "models" / "scheduler.prom").is_file()
 
 
 @pytest.mark.slow
@@ -99,7 +162,7 @@ def test_once_on_the_offline_sample_promotes_a_champion(
     settings = get_settings()
     champion = ArtifactStore(Path(settings.models_dir)).champion(SeriesId("bitcoin", "usd", "1d"))
     assert champion is not None and champion.model in {"naive", "drift"}
-    history = sched.read_history(settings)
+    history = read_history(settings)
     assert history[-1]["status"] == "success"
     assert history[-1]["series"][0]["status"] == "promoted"
     assert "bitcoin-usd-1d: promoted" in capsys.readouterr().out
@@ -159,7 +222,7 @@ def test_real_api_serves_the_version_the_scheduler_promoted(tmp_path: Path) -> N
                 )
                 served.append(body["model_version"])
             assert served[0] != served[1]  # the second cycle's new version is what is served
-            history = sched.read_history(
+            history = read_history(
                 get_settings().model_copy(update={"models_dir": tmp_path / "models"})
             )
             assert [r["reloaded_api"] for r in history] == [True, True]

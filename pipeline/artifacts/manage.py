@@ -25,7 +25,7 @@ from pipeline.cli import settings_from_args
 from pipeline.config import Settings
 from pipeline.errors import PipelineError, UsageError
 from pipeline.logs import configure_logging
-from pipeline.series import SeriesId
+from pipeline.series import SeriesId, freq_choices
 
 # The module name even when run with ``python -m`` (where __name__ is "__main__").
 logger = logging.getLogger(__spec__.name if __spec__ else __name__)
@@ -161,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--series", help="series name such as bitcoin-usd-1d")
     common.add_argument("--coin", help="coin id (with --freq instead of --series)")
     common.add_argument("--vs", help="quote currency (default: VS_CURRENCY)")
-    common.add_argument("--freq", help="1h, 4h or 1d")
+    common.add_argument("--freq", help=freq_choices())
     common.add_argument("--models-dir", type=Path, help="models folder (default: MODELS_DIR)")
     parser = argparse.ArgumentParser(
         prog="python -m pipeline.artifacts", description="List, inspect and manage model versions."

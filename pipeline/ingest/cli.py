@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipeline.cli import date_arg, positive_int, settings_from_args
+from pipeline.cli import date_arg, positive_int, settings_from_args, split_list
 from pipeline.config import Settings
 from pipeline.errors import PipelineError, UsageError
 from pipeline.ingest.stage import (
@@ -22,7 +22,7 @@ from pipeline.ingest.stage import (
     raw_series,
 )
 from pipeline.logs import configure_logging
-from pipeline.series import RAW_FREQUENCIES, SeriesId
+from pipeline.series import FREQUENCY_TABLE, RAW_FREQUENCIES, SeriesId, freq_choices
 
 logger = logging.getLogger(__name__)
 
@@ -42,8 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--coin", help="CoinGecko id(s), comma-separated, e.g. bitcoin,ethereum [COINS]"
     )
     parser.add_argument("--vs", help="quote currency, e.g. usd [VS_CURRENCY]")
+    built = "; ".join(
+        f"{name} there means {f.raw} here" for name, f in FREQUENCY_TABLE.items() if f.raw != name
+    )
     parser.add_argument(
-        "--freq", help="1h and/or 1d, comma-separated [FREQUENCIES; 4h there means 1h here]"
+        "--freq",
+        help=f"{freq_choices(raw_only=True, last='and/or')}, comma-separated "
+        f"[FREQUENCIES{'; ' + built if built else ''}]",
     )
     window = parser.add_mutually_exclusive_group()
     window.add_argument(
@@ -68,10 +73,10 @@ SETTING_FLAGS = {
 def _series(args: argparse.Namespace, settings: Settings) -> list[SeriesId]:
     if args.freq is None:
         return raw_series(settings)
-    wanted = [f.strip() for f in args.freq.split(",") if f.strip()]
+    wanted = split_list(args.freq) or []
     bad = [f for f in wanted if f not in RAW_FREQUENCIES]
     if bad or not wanted:
-        raise UsageError(f"--freq {args.freq!r}: use 1h and/or 1d")
+        raise UsageError(f"--freq {args.freq!r}: use {freq_choices(raw_only=True, last='and/or')}")
     freqs = list(dict.fromkeys(wanted))
     return [SeriesId(c, settings.vs_currency, f) for c in settings.coins for f in freqs]
 

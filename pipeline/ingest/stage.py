@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from pipeline.config import Settings
+from pipeline.config import SOURCE_CHOICES, Settings, is_valid_source
 from pipeline.errors import IngestError, PipelineError, SourceUnavailableError, UsageError
 from pipeline.ingest.coingecko import CoinGeckoClient
 from pipeline.ingest.csv_formats import read_csv_export
@@ -58,9 +58,10 @@ class _Stored:
 
 
 def check_source(source: str) -> str:
-    if source in {"auto", "coingecko", "sample"} or (source.startswith("csv:") and source[4:]):
+    """``source`` if it is a valid ``SOURCE`` value, else a :class:`UsageError`."""
+    if is_valid_source(source):
         return source
-    raise UsageError(f"unknown source {source!r}: use auto, coingecko, sample or csv:PATH")
+    raise UsageError(f"unknown source {source!r}: use {SOURCE_CHOICES}")
 
 
 def ingest_series(

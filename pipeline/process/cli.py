@@ -13,7 +13,7 @@ from pipeline.cli import settings_from_args, split_list
 from pipeline.errors import PipelineError, UsageError
 from pipeline.logs import configure_logging
 from pipeline.process.stage import process_series
-from pipeline.series import SeriesId
+from pipeline.series import SeriesId, freq_choices
 
 # A fixed name, so records read the same under `python -m pipeline.process` (``__main__``).
 logger = logging.getLogger("pipeline.process.stage")
@@ -31,7 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--coin", help="coin id(s), comma-separated (default: settings COINS)")
     p.add_argument("--vs", help="quote currency (default: settings VS_CURRENCY)")
-    p.add_argument("--freq", help="1h, 4h or 1d, comma-separated (default: settings FREQUENCIES)")
+    p.add_argument(
+        "--freq", help=f"{freq_choices()}, comma-separated (default: settings FREQUENCIES)"
+    )
     p.add_argument("--data-dir", type=Path, help="data folder (default: settings DATA_DIR)")
     p.add_argument(
         "--max-fill-gap", type=int, help="forward-fill gaps up to N steps (default: MAX_FILL_GAP)"

@@ -81,3 +81,30 @@ def test_get_settings_is_cached_until_cleared(monkeypatch: pytest.MonkeyPatch) -
     assert get_settings() is first
     get_settings.cache_clear()
     assert get_settings().vs_currency == "eur"
+
+
+def test_every_frequency_has_a_horizon_setting_defaulting_to_the_table() -> None:
+    from pipeline.config import Settings, horizon_field
+    from pipeline.series import FREQUENCY_TABLE
+
+    settings = load_settings()
+    for name, spec in FREQUENCY_TABLE.items():
+        assert Settings.model_fields[horizon_field(name)].default == spec.horizon
+        assert settings.horizon(name) == spec.horizon
+    assert load_settings(horizon_4h=7).horizon("4h") == 7
+    with pytest.raises(UsageError, match="unknown frequency '2h': use one of 1h, 4h, 1d"):
+        settings.horizon("2h")
+
+
+def test_sources_are_one_list() -> None:
+    from pipeline.config import SOURCE_CHOICES, SOURCES, Settings, is_valid_source
+
+    assert SOURCE_CHOICES == "auto, coingecko, sample or csv:PATH"
+    assert Settings.model_fields["source"].description == "auto | coingecko | sample | csv:PATH"
+    assert [is_valid_source(s) for s in ("auto", "csv:x.csv", "csv:", "ftp")] == [
+        True,
+        True,
+        False,
+        False,
+    ]
+    assert all(load_settings(source=s).source == s for s in SOURCES[:-1])

@@ -113,3 +113,12 @@ def test_python_dash_m_pipeline_runs_as_a_process(tmp_path: Path) -> None:
     assert proc.stdout.startswith("bitcoin-usd-1d  30 points  champion: naive")
     champion = json.loads((tmp_path / "m" / "bitcoin-usd-1d" / "champion.json").read_text())
     assert champion["model"] == "naive"
+
+
+def test_help_lists_frequencies_and_sources_from_their_owners() -> None:
+    from pipeline.config import SOURCES
+    from pipeline.series import freq_choices
+
+    text = " ".join(cli.build_parser().format_help().split())
+    assert f"--freq FREQ {freq_choices()}, comma-separated (default FREQUENCIES)" in text
+    assert f"--source SOURCE {' | '.join(SOURCES)} (default SOURCE)" in text

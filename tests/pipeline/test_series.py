@@ -50,3 +50,29 @@ def test_frequency_table_owns_raw_sources_and_horizons() -> None:
     assert freq_of_step(pd.Timedelta("2h")) is None
     with pytest.raises(UsageError, match="unknown frequency '2h': use one of 1h, 4h, 1d"):
         frequency("2h")
+
+
+def test_freq_choices_are_phrased_from_the_table() -> None:
+    from pipeline.series import freq_choices
+
+    assert freq_choices() == "1h, 4h or 1d"
+    assert freq_choices(raw_only=True) == "1h or 1d"
+    assert freq_choices(raw_only=True, last="and/or") == "1h and/or 1d"
+
+
+@pytest.mark.parametrize(
+    ("check", "value", "message"),
+    [
+        ("check_coin", "Bitcoin!", "invalid coin id 'Bitcoin!': use CoinGecko ids like 'bitcoin'"),
+        ("check_coin", "-x", "invalid coin id '-x'"),
+        ("check_vs", "u", "invalid vs currency 'u': use a code like 'usd'"),
+    ],
+)
+def test_coin_and_vs_checks(check: str, value: str, message: str) -> None:
+    import pipeline.series
+
+    fn = getattr(pipeline.series, check)
+    with pytest.raises(UsageError, match=message):
+        fn(value)
+    assert pipeline.series.check_coin("usd-coin") == "usd-coin"
+    assert pipeline.series.check_vs("eur") == "eur"

@@ -1,0 +1,81 @@
+"""What a cycle tells others: the API to reload its models, a webhook about problems.
+
+Both are best effort: a cycle's outcome never depends on them, and neither ever raises.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import requests
+from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+from pipeline.config import Settings
+from pipeline.scheduling.history import CycleRecord
+
+logger = logging.getLogger(__name__)
+
+#: The header carrying ADMIN_API_KEY on the API's admin routes.
+ADMIN_HEADER = "X-Admin-Key"
+#: Series outcomes that the alert webhook hears about.
+ALERT_STATUSES = frozenset({"failed", "rejected"})
+#: How often the webhook is tried before giving up.
+ALERT_ATTEMPTS = 3
+
+
+def notify_api(settings: Settings) -> bool | None:
+    """Ask the API to reload its models; ``None`` when API_URL or ADMIN_API_KEY is unset.
+
+    ``True`` when the API answered 200, ``False`` (logged as a warning) otherwise.
+    """
+    if not settings.api_url or settings.admin_api_key is None:
+        return None
+    url = settings.api_url.rstrip("/") + "/model/reload"
+    try:
+        resp = requests.post(
+            url,
+            headers={ADMIN_HEADER: settings.admin_api_key.get_secret_value()},
+            timeout=(settings.http_connect_timeout, settings.http_read_timeout),
+        )
+    except requests.RequestException as exc:
+        logger.warning("could not ask the API to reload (%s): %s", url, exc)
+        return False
+    if resp.status_code != 200:
+        logger.warning("API reload answered %s: %s", resp.status_code, resp.text[:200])
+        return False
+    logger.info("API reloaded its models")
+    return True
+
+
+def alert_if_needed(settings: Settings, record: CycleRecord) -> None:
+    """POST a JSON alert on failures and rejected promotions (retried, bounded, never raises).
+
+    Sent only when ALERT_WEBHOOK_URL is set and a series failed or had its candidate rejected.
+    """
+    bad = [o for o in record.series if o.status in ALERT_STATUSES]
+    if not settings.alert_webhook_url or not bad:
+        return
+    payload = {
+        "source": "retrain_scheduler",
+        "run_id": record.run_id,
+        "status": record.status,
+        "problems": [{"series": o.series, "status": o.status, "reason": o.reason} for o in bad],
+    }
+    url = settings.alert_webhook_url
+
+    @retry(
+        stop=stop_after_attempt(ALERT_ATTEMPTS),
+        wait=wait_exponential(multiplier=settings.http_backoff_initial, max=10),
+        retry=retry_if_exception_type(requests.RequestException),
+        reraise=True,
+    )
+    def post() -> None:
+        resp = requests.post(
+            url, json=payload, timeout=(settings.http_connect_timeout, settings.http_read_timeout)
+        )
+        resp.raise_for_status()
+
+    try:
+        post()
+    except requests.RequestException as exc:
+        logger.error("alert webhook failed after retries: %s", exc)
