@@ -1,25 +1,21 @@
 """The prediction API: ``python api_service.py --host 127.0.0.1 --port 8000 [--workers N]``.
 
-Thin on purpose: the app factory and lifespan live in :mod:`pipeline.api.app`, the routes in
+Thin on purpose: it parses the flags and calls :func:`pipeline.api.server.serve`; the app
+factory and lifespan live in :mod:`pipeline.api.app`, the routes in
 :mod:`pipeline.api.routes.predict` and :mod:`pipeline.api.routes.ops`, the model registry in
-:mod:`pipeline.api.registry`, cross-cutting concerns in :mod:`pipeline.api.middleware`.
-``app`` is what
-uvicorn imports (``uvicorn api_service:app`` works too). It is built on first access, so that
-importing this module stays cheap: each worker uvicorn spawns re-imports it as ``__mp_main__``
-before it can answer the supervisor's health pings (5 s), and on a busy machine the app's imports
-(pandas, scipy, fastapi) could take longer than that and get the worker killed.
+:mod:`pipeline.api.registry`. ``app`` is what uvicorn imports (``uvicorn api_service:app``
+works too). It is built on first access, so that importing this module stays cheap: each worker
+uvicorn spawns re-imports it as ``__mp_main__`` before it can answer the supervisor's health
+pings (5 s), and on a busy machine the app's imports (pandas, scipy, fastapi) could take longer
+than that and get the worker killed.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import os
-import shutil
 import sys
-import tempfile
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -70,22 +66,6 @@ def _parser(default_host: str, default_port: int, default_poll: float) -> argpar
     return parser
 
 
-def _prepare_multiprocess_dir(workers: int, configured: Path | None) -> Path | None:
-    """A clean folder for prometheus_client's multiprocess files when several workers run."""
-    if configured is not None:
-        configured.mkdir(parents=True, exist_ok=True)
-        for stale in configured.glob("*.db"):
-            stale.unlink()
-        return None
-    if workers <= 1:
-        return None
-    folder = Path(tempfile.mkdtemp(prefix="prometheus-multiproc-"))
-    # The one place the environment is written: the workers uvicorn spawns must see it before
-    # they import prometheus_client (it picks its storage at import time).
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
-    return folder
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     from pipeline.config import load_settings
     from pipeline.errors import PipelineError
@@ -103,33 +83,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write("error: --workers must be >= 1, --port 1..65535, --reload-interval >= 0\n")
         return 2
     configure_logging(settings.log_level, settings.log_format)
-    import uvicorn
+    from pipeline.api.server import serve
 
-    temp_dir = _prepare_multiprocess_dir(args.workers, settings.prometheus_multiproc_dir)
-    if args.reload_interval != settings.model_poll_seconds:
-        os.environ["MODEL_POLL_SECONDS"] = str(args.reload_interval)  # for the workers' settings
-    logger.info(
-        "serving on http://%s:%d with %d worker(s); docs at /docs",
-        args.host,
-        args.port,
-        args.workers,
-        extra={"models_dir": str(settings.models_dir), "poll_seconds": args.reload_interval},
+    serve(
+        settings,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        reload_interval=args.reload_interval,
+        # One process runs the app object; several workers each import "api_service:app".
+        app=get_app() if args.workers == 1 else None,
+        app_ref="api_service:app",
     )
-    try:
-        uvicorn.run(
-            "api_service:app" if args.workers > 1 else get_app(),
-            host=args.host,
-            port=args.port,
-            workers=args.workers,
-            log_config=None,
-            access_log=False,
-            server_header=False,
-            timeout_graceful_shutdown=10,
-            timeout_worker_healthcheck=15,
-        )
-    finally:
-        if temp_dir is not None:
-            shutil.rmtree(temp_dir, ignore_errors=True)
     return 0
 
 

@@ -1,12 +1,12 @@
 """The FastAPI application: ``create_app()`` and the lifespan that loads the models.
 
 ``create_app()`` reads nothing and loads nothing; the lifespan reads the settings, loads the
-registry (:mod:`pipeline.api.registry`) and starts the optional champion-pointer polling. The routes
-live in :mod:`pipeline.api.routes.predict` (the hot prediction endpoints) and
-:mod:`pipeline.api.routes.ops`
-(health, status, metrics, models, data, reload), what they share in :mod:`pipeline.api.deps`
-and the error answers in :mod:`pipeline.api.errors`. Hot endpoints return pre-serialised JSON
-(``Response`` with bytes), documented by the pydantic models of :mod:`pipeline.api.schemas`.
+registry (:mod:`pipeline.api.registry`) and starts the optional champion-pointer polling. The
+routes live in :mod:`pipeline.api.routes.predict` (the hot prediction endpoints, answered by
+:class:`~pipeline.api.hot.HotRoute`) and :mod:`pipeline.api.routes.ops` (health, status,
+metrics, models, data, reload), what they share in :mod:`pipeline.api.deps` and the error
+answers in :mod:`pipeline.api.errors`. The OpenAPI document is FastAPI's own, generated from the
+pydantic models of :mod:`pipeline.api.schemas`.
 """
 
 from __future__ import annotations
@@ -17,11 +17,9 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator
-from typing import Any
 
 import anyio
 from fastapi import FastAPI
-from fastapi.openapi.utils import get_openapi
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -31,7 +29,6 @@ from pipeline.api.errors import add_error_handlers
 from pipeline.api.middleware import ServingMiddleware, install_request_id_filter
 from pipeline.api.routes import ops as api_ops
 from pipeline.api.routes import predict as api_predict
-from pipeline.api.schemas import BatchRequest, CompatPredictRequest, PredictRequest
 from pipeline.config import Settings, get_settings
 from pipeline.logs import configure_logging
 
@@ -139,25 +136,6 @@ def create_app(*, configure_logs: bool = True) -> FastAPI:
     app.include_router(api_predict.router)
     app.include_router(api_ops.router)
 
-    def openapi() -> dict[str, Any]:
-        """FastAPI's schema plus the request bodies the hot endpoints validate themselves."""
-        if app.openapi_schema is None:
-            schema = get_openapi(
-                title=app.title,
-                version=app.version,
-                description=app.description,
-                routes=app.routes,
-            )
-            schemas = schema.setdefault("components", {}).setdefault("schemas", {})
-            for model in (PredictRequest, CompatPredictRequest, BatchRequest):
-                doc = model.model_json_schema(ref_template="#/components/schemas/{model}")
-                for name, sub in doc.pop("$defs", {}).items():
-                    schemas.setdefault(name, sub)
-                schemas.setdefault(model.__name__, doc)
-            app.openapi_schema = schema
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
     add_error_handlers(app)
     app.add_middleware(LazyCORS, runtime=runtime)
     app.add_middleware(ServingMiddleware, runtime=runtime)

@@ -1,5 +1,5 @@
 """What the routes share: ``ApiRuntime`` (settings, registry, counters; filled by the lifespan),
-the API-key checks and the served-model lookup.
+the API-key check and the served-model lookup.
 """
 
 from __future__ import annotations
@@ -12,20 +12,16 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import anyio
-from fastapi import Request, Security
+from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader
 from starlette.types import Scope
 
 from pipeline import __version__
-from pipeline.api.errors import ApiError
+from pipeline.api.data import DataCache
+from pipeline.api.errors import ApiError, NotServedError, unauthorized
 from pipeline.api.middleware import ApiMetrics, ModelCollector, RateLimiter
-from pipeline.api.registry import (
-    DataCache,
-    NotServedError,
-    RegistryHolder,
-    ReloadResult,
-    ServedModel,
-)
+from pipeline.api.registry import RegistryHolder, ReloadResult
+from pipeline.api.served import ServedModel
 from pipeline.artifacts.store import ArtifactStore, code_version
 from pipeline.config import Settings
 from pipeline.errors import UsageError
@@ -164,21 +160,26 @@ admin_key_header = APIKeyHeader(
 )
 
 
-def _matches(provided: str | None, expected: bytes) -> bool:
-    return provided is not None and hmac.compare_digest(provided.encode(), expected)
+def _matches(provided: bytes | None, expected: bytes) -> bool:
+    return provided is not None and hmac.compare_digest(provided, expected)
+
+
+def check_api_key(runtime: ApiRuntime, provided: bytes | None) -> None:
+    """The API-key check (``X-API-Key``, when API_KEY is set) of every endpoint that needs it."""
+    expected = runtime.api_key
+    if expected is not None and not _matches(provided, expected):
+        raise unauthorized("X-API-Key")
+
+
+def api_key_of(scope: Scope) -> bytes | None:
+    """The raw ``X-API-Key`` header (the hot routes read it without FastAPI's machinery)."""
+    return next((v for k, v in scope["headers"] if k == b"x-api-key"), None)
 
 
 async def require_api_key(
     request: Request, key: Annotated[str | None, Security(api_key_header)]
 ) -> None:
-    expected = runtime_of(request).api_key
-    if expected is not None and not _matches(key, expected):
-        raise ApiError(
-            401,
-            "unauthorized",
-            "missing or invalid X-API-Key header",
-            headers={"WWW-Authenticate": "APIKey"},
-        )
+    check_api_key(runtime_of(request), None if key is None else key.encode())
 
 
 async def require_admin_key(
@@ -187,29 +188,13 @@ async def require_admin_key(
     expected = runtime_of(request).admin_key
     if expected is None:
         raise ApiError(403, "admin_disabled", "admin endpoints are disabled: set ADMIN_API_KEY")
-    if not _matches(key, expected):
-        raise ApiError(
-            401,
-            "unauthorized",
-            "missing or invalid X-Admin-Key header",
-            headers={"WWW-Authenticate": "APIKey"},
-        )
+    if not _matches(None if key is None else key.encode(), expected):
+        raise unauthorized("X-Admin-Key")
 
 
 API_KEY = [Security(require_api_key)]
 ADMIN_KEY = [Security(require_admin_key)]
 
 
-def check_api_key(runtime: ApiRuntime, scope: Scope) -> None:
-    """The API-key check of the hot endpoints (no FastAPI dependency: it costs ~0.1 ms)."""
-    expected = runtime.api_key
-    if expected is None:
-        return
-    provided = next((v for k, v in scope["headers"] if k == b"x-api-key"), None)
-    if provided is None or not hmac.compare_digest(provided, expected):
-        raise ApiError(
-            401,
-            "unauthorized",
-            "missing or invalid X-API-Key header",
-            headers={"WWW-Authenticate": "APIKey"},
-        )
+#: The runtime as a route parameter (``runtime: Runtime``).
+Runtime = Annotated[ApiRuntime, Depends(runtime_of)]

@@ -1,5 +1,7 @@
-"""How the API answers: ``ApiError``, validation details, the JSON response helpers and the
-exception handlers that turn every error into ``{"error", "message", "request_id", ...}``.
+"""How the API answers errors: ``ApiError`` and the errors it maps (a series or model that is
+not served, steps beyond the horizon, invalid input, a missing API key), the JSON response
+helpers and the exception handlers that turn every error into
+``{"error", "message", "request_id", ...}``.
 """
 
 from __future__ import annotations
@@ -7,20 +9,30 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pipeline.api.middleware import error_body
-from pipeline.api.schemas import ErrorResponse
+from pipeline.api.schemas import CONFIDENCE_LEVELS, ErrorResponse
+from pipeline.errors import PipelineError
+from pipeline.forecasters.base import DEFAULT_LEVELS
+from pipeline.series import FREQUENCY_TABLE
 
 logger = logging.getLogger(__name__)
 
 JSON = "application/json"
-ALLOWED = {"timeframe": ["1h", "4h", "1d"], "levels": [80, 95], "confidence_level": [0.8, 0.95]}
+#: The allowed values of the fields with a finite set of choices, named in validation errors.
+ALLOWED: dict[str, list[Any]] = {
+    "timeframe": list(FREQUENCY_TABLE),
+    "levels": list(DEFAULT_LEVELS),
+    "confidence_level": list(CONFIDENCE_LEVELS),
+}
 #: The error responses the routes document (``responses=ERRORS``).
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse, "description": text}
@@ -32,6 +44,22 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         429: "rate limited (see Retry-After)",
     }.items()
 }
+
+
+class NotServedError(PipelineError):
+    """A request names something that is not loaded (HTTP 404)."""
+
+    def __init__(self, message: str, available: Sequence[str]) -> None:
+        super().__init__(message)
+        self.available = list(available)
+
+
+class StepsError(PipelineError):
+    """More steps than the artifact's horizon (HTTP 422)."""
+
+    def __init__(self, message: str, maximum: int) -> None:
+        super().__init__(message)
+        self.maximum = maximum
 
 
 class ApiError(Exception):
@@ -54,6 +82,30 @@ class ApiError(Exception):
         self.available = available
         self.details = details
         self.headers = headers
+
+
+def invalid_input(errors: Any, prefix: str) -> ApiError:
+    """The 422 answer to pydantic validation ``errors`` (fields named under ``prefix``)."""
+    if isinstance(errors, ValidationError):
+        errors = errors.errors()
+    details = validation_details(errors, prefix=prefix)
+    return ApiError(422, "validation_error", details_message(details), details=details)
+
+
+def steps_beyond_horizon(exc: StepsError, field: str) -> ApiError:
+    """The 422 answer to more steps than the model's horizon."""
+    detail = {"field": field, "message": str(exc), "minimum": 1, "maximum": exc.maximum}
+    return ApiError(422, "steps_beyond_horizon", str(exc), details=[detail])
+
+
+def unauthorized(header: str) -> ApiError:
+    """The 401 answer to a missing or wrong key in ``header``."""
+    return ApiError(
+        401,
+        "unauthorized",
+        f"missing or invalid {header} header",
+        headers={"WWW-Authenticate": "APIKey"},
+    )
 
 
 def json_response(body: bytes, status: int = 200) -> Response:

@@ -1,19 +1,34 @@
 """Request and response schemas of the prediction API (pydantic v2), with examples for the docs.
 
-The hot endpoints answer with pre-serialised JSON built by
-:mod:`pipeline.api.registry`; these models
-define and document that JSON (the tests validate real responses against them).
+These models are the one definition of the wire format: the hot endpoints answer with bytes
+that :mod:`pipeline.api.served` serialises from them once per loaded version, the routes
+validate requests with them and the OpenAPI document is generated from them.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainValidator, ValidationError
 
-Timeframe = Literal["1h", "4h", "1d"]
-Level = Literal[80, 95]
+from pipeline.forecasters.base import DEFAULT_LEVELS
+from pipeline.series import COIN_PATTERN, FREQUENCY_TABLE, VS_PATTERN
+
+if TYPE_CHECKING:
+    Timeframe = str
+    Level = int
+else:
+    Timeframe = Literal[tuple(FREQUENCY_TABLE)]
+    Level = Literal[DEFAULT_LEVELS]
+
+#: The interval levels as ``confidence_level`` values of the compatibility endpoint (0.8, 0.95).
+CONFIDENCE_LEVELS: tuple[float, ...] = tuple(level / 100 for level in DEFAULT_LEVELS)
+#: Full-match patterns of the ids a request can name.
+COIN_REGEX = rf"^{COIN_PATTERN}$"
+VS_REGEX = rf"^{VS_PATTERN}$"
+MODEL_REGEX = r"^[a-z0-9_-]{1,64}$"
 
 CONFIDENCE_SCORE_DOC = (
     "The model's probability of the predicted direction of move at step 1, from its forecast "
@@ -23,13 +38,25 @@ CONFIDENCE_SCORE_DOC = (
     "model has no view on the direction; values near 1 mean it is confident of the direction."
 )
 
-_COIN = Field(
-    "bitcoin",
-    pattern=r"^[a-z0-9][a-z0-9-]{0,63}$",
-    description="CoinGecko coin id",
-    examples=["bitcoin"],
-)
-_VS = Field("usd", pattern=r"^[a-z0-9]{2,10}$", description="quote currency", examples=["usd"])
+_COIN = Field("bitcoin", pattern=COIN_REGEX, description="CoinGecko coin id", examples=["bitcoin"])
+_VS = Field("usd", pattern=VS_REGEX, description="quote currency", examples=["usd"])
+
+
+def _known_level(value: float) -> float:
+    if value not in CONFIDENCE_LEVELS:
+        raise ValueError(f"must be {' or '.join(str(v) for v in CONFIDENCE_LEVELS)}")
+    return value
+
+
+#: ``confidence_level`` of the compatibility endpoint: one of :data:`CONFIDENCE_LEVELS`.
+ConfidenceLevel = Annotated[
+    float,
+    AfterValidator(_known_level),
+    Field(
+        description=f"interval level: {' or '.join(str(v) for v in CONFIDENCE_LEVELS)}",
+        json_schema_extra={"enum": list(CONFIDENCE_LEVELS)},
+    ),
+]
 
 
 class ErrorDetail(BaseModel):
@@ -64,11 +91,14 @@ class PredictRequest(BaseModel):
     steps: int = Field(7, ge=1, le=1000, description="steps ahead, 1..the artifact's horizon")
     model: str = Field(
         "champion",
-        pattern=r"^[a-z0-9_-]{1,64}$",
+        pattern=MODEL_REGEX,
         description="'champion' (the promoted model) or a model name such as naive, drift, arima",
     )
     levels: list[Level] = Field(
-        [80, 95], min_length=1, max_length=2, description="interval levels to return (%)"
+        list(DEFAULT_LEVELS),
+        min_length=1,
+        max_length=2,
+        description="interval levels to return (%)",
     )
 
 
@@ -135,6 +165,27 @@ class PredictResponse(BaseModel):
     forecasts: list[ForecastPoint]
 
 
+@dataclass(frozen=True)
+class InvalidRequest:
+    """A batch item that failed validation: pydantic's errors, answered as that item's error."""
+
+    errors: list[Any]
+
+
+def _validate_item(value: Any) -> PredictRequest | InvalidRequest:
+    try:
+        return PredictRequest.model_validate(value)
+    except ValidationError as exc:
+        return InvalidRequest(list(exc.errors(include_url=False)))
+
+
+#: A batch item: validated on its own, so that one bad item does not fail the batch.
+#: Typed ``Any`` so that the documents show only PredictRequest; the value is either type.
+BatchItemRequest = Annotated[
+    Any, PlainValidator(_validate_item, json_schema_input_type=PredictRequest)
+]
+
+
 class BatchRequest(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={
@@ -149,7 +200,7 @@ class BatchRequest(BaseModel):
         }
     )
 
-    requests: list[PredictRequest] = Field(
+    requests: list[BatchItemRequest] = Field(
         min_length=1,
         description="predict requests (at most MAX_BATCH_SIZE, default 100); each is validated "
         "on its own, so one bad item does not fail the batch",
@@ -182,18 +233,9 @@ class CompatPredictRequest(BaseModel):
     )
 
     steps: int = Field(1, ge=1, le=100)
-    confidence_level: float = Field(
-        0.95, description="interval level: 0.8 or 0.95", json_schema_extra={"enum": [0.8, 0.95]}
-    )
+    confidence_level: ConfidenceLevel = CONFIDENCE_LEVELS[-1]
     coin: str | None = Field(None, description="default: the first configured coin")
     timeframe: Timeframe | None = Field(None, description="default: the first configured one")
-
-    @field_validator("confidence_level")
-    @classmethod
-    def _known_level(cls, value: float) -> float:
-        if value not in (0.8, 0.95):
-            raise ValueError("must be 0.8 or 0.95")
-        return value
 
 
 class CompatQuery(BaseModel):
@@ -201,19 +243,10 @@ class CompatQuery(BaseModel):
 
     steps: int = Field(1, ge=1, le=100, description="steps ahead")
     coin: str | None = Field(
-        None, pattern=r"^[a-z0-9][a-z0-9-]{0,63}$", description="default: the first configured coin"
+        None, pattern=COIN_REGEX, description="default: the first configured coin"
     )
     timeframe: Timeframe | None = Field(None, description="default: the first configured one")
-    confidence_level: float = Field(
-        0.95, description="interval level: 0.8 or 0.95", json_schema_extra={"enum": [0.8, 0.95]}
-    )
-
-    @field_validator("confidence_level")
-    @classmethod
-    def _known_level(cls, value: float) -> float:
-        if value not in (0.8, 0.95):
-            raise ValueError("must be 0.8 or 0.95")
-        return value
+    confidence_level: ConfidenceLevel = CONFIDENCE_LEVELS[-1]
 
 
 class CompatInterval(BaseModel):

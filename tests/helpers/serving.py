@@ -5,11 +5,15 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline.artifacts.store import FORECAST_FILE, ArtifactMetadata, ArtifactStore
+from pipeline.config import Settings
 from pipeline.forecasters import make_forecaster
-from pipeline.series import SeriesId
+from pipeline.process.stage import DS_FORMAT, process_series, raw_source_path
+from pipeline.series import SeriesId, freq_offset
 from tests.helpers.prices import random_walk_prices
 
 with warnings.catch_warnings():
@@ -20,6 +24,8 @@ with warnings.catch_warnings():
 BTC_1D = SeriesId("bitcoin", "usd", "1d")
 BTC_1H = SeriesId("bitcoin", "usd", "1h")
 HORIZONS = {"1d": 30, "1h": 48}
+#: The metadata of the versions build_models wrote, by "series/model".
+Metas = dict[str, ArtifactMetadata]
 
 
 def prices(series: SeriesId, n: int = 200, seed: int = 0) -> pd.Series:
@@ -57,5 +63,34 @@ def tamper(store: ArtifactStore, meta: ArtifactMetadata) -> None:
     path.write_text(text.replace("1", "2", 1), "utf-8")
 
 
+def metric_samples(text: str, name: str) -> list[tuple[dict[str, str], float]]:
+    """The samples called ``name`` in a Prometheus text exposition: ``(labels, value)``."""
+    return [
+        (sample.labels, sample.value)
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name
+    ]
+
+
 def read_forecast(store: ArtifactStore, meta: ArtifactMetadata) -> pd.DataFrame:
     return pd.read_csv(store.version_dir(meta.series_id, meta.model, meta.version) / FORECAST_FILE)
+
+
+def processed_file(data_dir: Path, series: SeriesId, n: int = 20, *, end: str = "now") -> Path:
+    """Processed data for ``series`` made by the real process stage from a written raw file.
+
+    ``n`` points of ``series.freq`` ending at ``end`` (the current step by default), prices
+    100, 101, ...; returns the processed CSV (beside it, the meta file with its checksum).
+    """
+    step = freq_offset(series.freq)
+    last = pd.Timestamp.now(tz="UTC").floor(step) if end == "now" else pd.Timestamp(end, tz="UTC")
+    ds = pd.date_range(end=last, periods=n, freq=step)
+    raw = raw_source_path(data_dir, series)
+    raw.parent.mkdir(parents=True, exist_ok=True)
+    price = 100.0 + np.arange(n)
+    pd.DataFrame(
+        {"ds": ds.strftime(DS_FORMAT), "price": price, "market_cap": price * 1e6, "volume": 1e5}
+    ).to_csv(raw, index=False)
+    settings = Settings(data_dir=data_dir)
+    return process_series(series, settings).path

@@ -19,10 +19,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from pipeline import __version__
 from pipeline.api.deps import ADMIN_KEY, API_KEY, lookup, runtime_of
-from pipeline.api.errors import ERRORS, ApiError, dump_response, json_response
+from pipeline.api.errors import ERRORS, ApiError, NotServedError, dump_response, json_response
 from pipeline.api.middleware import ModelCollector
-from pipeline.api.registry import NotServedError
 from pipeline.api.schemas import (
+    COIN_REGEX,
+    MODEL_REGEX,
     DataLatestResponse,
     ErrorResponse,
     HealthResponse,
@@ -79,7 +80,7 @@ async def root() -> Response:
 
 CoinQuery = Annotated[
     str | None,
-    Query(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$", description="default: the first configured coin"),
+    Query(pattern=COIN_REGEX, description="default: the first configured coin"),
 ]
 TimeframeQuery = Annotated[Timeframe | None, Query(description="default: the first configured one")]
 
@@ -95,12 +96,12 @@ async def model_info(
     request: Request,
     coin: CoinQuery = None,
     timeframe: TimeframeQuery = None,
-    model: Annotated[str, Query(pattern=r"^[a-z0-9_-]{1,64}$")] = "champion",
+    model: Annotated[str, Query(pattern=MODEL_REGEX)] = "champion",
 ) -> Response:
     """Metadata of one served model (default: the first configured series' champion)."""
     runtime = runtime_of(request)
     served = lookup(runtime, coin, None, timeframe, model)
-    return dump_response(served.summary)
+    return json_response(served.summary_json)
 
 
 @router.get("/data/latest", response_model=DataLatestResponse, responses=ERRORS, tags=["data"])

@@ -1,217 +1,108 @@
 """The prediction routes: ``POST /api/v1/predict``, ``POST /api/v1/predict/batch`` and the
 simple-pipeline ``GET``/``POST /predict``.
 
-They are the hot paths, so they bypass FastAPI's parameter and dependency handling: each one
-checks the API key, validates its body or query with the pydantic models of
-:mod:`pipeline.api.schemas` and returns the pre-serialised forecast bytes. The OpenAPI schema
-still documents them (``openapi_extra``).
+They are the hot paths: :class:`~pipeline.api.hot.HotRoute` checks the API key, validates the
+input with the pydantic model of the signature, maps the errors and documents the route from
+the same models; the handlers return the forecast bytes pre-serialised by
+:mod:`pipeline.api.served`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-from typing import Any
+from typing import Annotated
 
-from fastapi import APIRouter, Request
-from fastapi.responses import Response
-from pydantic import BaseModel, ValidationError
+from fastapi import APIRouter, Query
 
-from pipeline.api.deps import ApiRuntime, check_api_key, lookup, runtime_of
+from pipeline.api.deps import ApiRuntime, Runtime, lookup
 from pipeline.api.errors import (
-    ERRORS,
-    JSON,
     ApiError,
-    details_message,
-    json_response,
-    validation_details,
+    StepsError,
+    invalid_input,
+    steps_beyond_horizon,
 )
+from pipeline.api.hot import HotRoute
 from pipeline.api.middleware import error_body, request_id_var
-from pipeline.api.registry import StepsError
 from pipeline.api.schemas import (
+    CONFIDENCE_LEVELS,
+    BatchItem,
+    BatchMetrics,
     BatchRequest,
     BatchResponse,
     CompatPredictRequest,
     CompatPredictResponse,
     CompatQuery,
+    InvalidRequest,
     PredictRequest,
     PredictResponse,
 )
+from pipeline.api.served import LEVELS
+from pipeline.api.wire import JsonTemplate, json_list
 
 logger = logging.getLogger(__name__)
 
+router = APIRouter(route_class=HotRoute)
 
-def _invalid(exc: ValidationError, prefix: str) -> ApiError:
-    details = validation_details(exc.errors(), prefix=prefix)
-    return ApiError(422, "validation_error", details_message(details), details=details)
-
-
-def _steps_error(exc: StepsError, field: str) -> ApiError:
-    detail = {"field": field, "message": str(exc), "minimum": 1, "maximum": exc.maximum}
-    return ApiError(422, "steps_beyond_horizon", str(exc), details=[detail])
-
-
-def _body_doc(model: type[BaseModel]) -> dict[str, Any]:
-    ref = {"$ref": f"#/components/schemas/{model.__name__}"}
-    return {"requestBody": {"required": True, "content": {JSON: {"schema": ref}}}}
-
-
-def _query_doc(model: type[BaseModel]) -> list[dict[str, Any]]:
-    schema = model.model_json_schema()
-    return [
-        {
-            "name": name,
-            "in": "query",
-            "required": name in schema.get("required", ()),
-            "schema": prop,
-            "description": prop.get("description", ""),
-        }
-        for name, prop in schema["properties"].items()
-    ]
-
-
-#: Documented by hand, validated in the handler: FastAPI's parameter and dependency solving
-#: costs more than the rest of a hot request (see bench/bench_api.py).
-HOT: dict[str, Any] = {"security": [{"ApiKey": []}]}
-
-
-router = APIRouter()
+#: ``confidence_level`` (0.8) -> interval level (80).
+_LEVEL_OF = dict(zip(CONFIDENCE_LEVELS, LEVELS, strict=True))
+_BATCH = JsonTemplate(BatchResponse, ("results", "batch_metrics"))
+_ITEM_OK = JsonTemplate(BatchItem, ("index", "result"), ok=True, status=200, error=None)
+_ITEM_FAILED = JsonTemplate(BatchItem, ("index", "error", "status"), ok=False, result=None)
 
 
 @router.get(
     "/predict",
     response_model=CompatPredictResponse,
-    responses=ERRORS,
     tags=["compatibility"],
     summary="Champion forecast in the simple-pipeline format",
-    openapi_extra={**HOT, "parameters": _query_doc(CompatQuery)},
 )
-async def predict_compat_get(request: Request) -> Response:
-    runtime = runtime_of(request)
-    check_api_key(runtime, request.scope)
-    try:
-        query = CompatQuery.model_validate(dict(request.query_params))
-    except ValidationError as exc:
-        raise _invalid(exc, "query") from None
-    return _compat(
-        runtime, query.steps, query.confidence_level, query.coin, query.timeframe, "query"
-    )
+async def predict_compat_get(runtime: Runtime, query: Annotated[CompatQuery, Query()]) -> bytes:
+    return _compat(runtime, query.steps, query.confidence_level, query.coin, query.timeframe)
 
 
 @router.post(
     "/api/v1/predict",
     response_model=PredictResponse,
-    responses=ERRORS,
     tags=["predict"],
     summary="Forecast a series from its champion (or a named model)",
-    openapi_extra={**HOT, **_body_doc(PredictRequest)},
 )
-async def predict_v1(request: Request) -> Response:
-    runtime = runtime_of(request)
-    check_api_key(runtime, request.scope)
-    try:
-        body = PredictRequest.model_validate_json(await request.body())
-    except ValidationError as exc:
-        raise _invalid(exc, "body") from None
+async def predict_v1(runtime: Runtime, body: PredictRequest) -> bytes:
     served = lookup(runtime, body.coin, body.vs_currency, body.timeframe, body.model)
-    try:
-        payload = served.predict_json(body.steps, body.levels)
-    except StepsError as exc:
-        raise _steps_error(exc, "body.steps") from None
+    payload = served.predict_json(body.steps, body.levels)
     runtime.count_prediction(served)
-    return json_response(payload)
+    return payload
 
 
 @router.post(
     "/predict",
     response_model=CompatPredictResponse,
-    responses=ERRORS,
     tags=["compatibility"],
     summary="Champion forecast in the simple-pipeline format (body: steps, confidence_level)",
-    openapi_extra={**HOT, **_body_doc(CompatPredictRequest)},
 )
-async def predict_compat_post(request: Request) -> Response:
-    runtime = runtime_of(request)
-    check_api_key(runtime, request.scope)
-    try:
-        body = CompatPredictRequest.model_validate_json(await request.body())
-    except ValidationError as exc:
-        raise _invalid(exc, "body") from None
-    return _compat(runtime, body.steps, body.confidence_level, body.coin, body.timeframe, "body")
+async def predict_compat_post(runtime: Runtime, body: CompatPredictRequest) -> bytes:
+    return _compat(runtime, body.steps, body.confidence_level, body.coin, body.timeframe)
 
 
 def _compat(
-    runtime: ApiRuntime, steps: int, level: float, coin: str | None, freq: str | None, where: str
-) -> Response:
+    runtime: ApiRuntime, steps: int, level: float, coin: str | None, freq: str | None
+) -> bytes:
     served = lookup(runtime, coin, None, freq, "champion")
-    try:
-        payload = served.compat_json(steps, 80 if level == 0.8 else 95)
-    except StepsError as exc:
-        raise _steps_error(exc, f"{where}.steps") from None
+    payload = served.compat_json(steps, _LEVEL_OF[level])
     runtime.count_prediction(served)
-    return json_response(payload)
-
-
-def _batch_item(runtime: ApiRuntime, index: int, raw: Any) -> tuple[bytes, bool]:
-    try:
-        item = PredictRequest.model_validate(raw)
-        served = lookup(runtime, item.coin, item.vs_currency, item.timeframe, item.model)
-        payload = served.predict_json(item.steps, item.levels)
-    except ValidationError as exc:
-        error = _invalid(exc, f"requests.{index}")
-    except StepsError as exc:
-        error = _steps_error(exc, f"requests.{index}.steps")
-    except ApiError as exc:
-        error = exc
-    else:
-        runtime.count_prediction(served)
-        ok = b'{"index":%d,"ok":true,"status":200,"result":%s,"error":null}' % (index, payload)
-        return ok, True
-    rid = request_id_var.get() or "-"
-    err = error_body(
-        error.code, error.message, rid, available=error.available, details=error.details
-    )
-    failed = b'{"index":%d,"ok":false,"status":%d,"result":null,"error":%s}' % (
-        index,
-        error.status,
-        err,
-    )
-    return failed, False
+    return payload
 
 
 @router.post(
     "/api/v1/predict/batch",
     response_model=BatchResponse,
-    responses=ERRORS,
     tags=["predict"],
     summary="Several predict requests at once; each item succeeds or carries its own error",
-    openapi_extra={**HOT, **_body_doc(BatchRequest)},
 )
-async def predict_batch(request: Request) -> Response:
-    runtime = runtime_of(request)
-    check_api_key(runtime, request.scope)
+async def predict_batch(runtime: Runtime, body: BatchRequest) -> bytes:
     start = time.perf_counter()
-    raw = await request.body()
-    try:
-        doc = json.loads(raw)
-    except ValueError:
-        raise ApiError(
-            422,
-            "validation_error",
-            "body: not valid JSON",
-            details=[{"field": "body", "message": "not valid JSON"}],
-        ) from None
-    items = doc.get("requests") if isinstance(doc, dict) else None
+    items = body.requests
     maximum = runtime._settings().max_batch_size
-    if not isinstance(items, list) or not items:
-        message = "body.requests: a non-empty list of predict requests is required"
-        raise ApiError(
-            422,
-            "validation_error",
-            message,
-            details=[{"field": "body.requests", "message": message}],
-        )
     if len(items) > maximum:
         message = f"body.requests: at most {maximum} items per batch, got {len(items)}"
         raise ApiError(
@@ -220,14 +111,37 @@ async def predict_batch(request: Request) -> Response:
             message,
             details=[{"field": "body.requests", "message": message, "maximum": maximum}],
         )
-    parts = []
-    errors = 0
-    for index, item in enumerate(items):
-        part, ok = _batch_item(runtime, index, item)
-        parts.append(part)
-        errors += not ok
-    elapsed = round((time.perf_counter() - start) * 1000, 3)
-    metrics = f'{{"count":{len(items)},"errors":{errors},"duration_ms":{elapsed}}}'.encode()
-    return json_response(
-        b'{"results":[' + b",".join(parts) + b'],"batch_metrics":' + metrics + b"}"
+    parts = [_batch_item(runtime, index, item) for index, item in enumerate(items)]
+    errors = sum(not ok for _, ok in parts)
+    metrics = BatchMetrics(
+        count=len(items),
+        errors=errors,
+        duration_ms=round((time.perf_counter() - start) * 1000, 3),
     )
+    return _BATCH.fill(json_list([part for part, _ in parts]), metrics.model_dump_json().encode())
+
+
+def _batch_item(
+    runtime: ApiRuntime, index: int, item: PredictRequest | InvalidRequest
+) -> tuple[bytes, bool]:
+    """One item's answer: its forecast, or the error it would have had alone."""
+    try:
+        if isinstance(item, InvalidRequest):
+            raise invalid_input(item.errors, f"requests.{index}")
+        served = lookup(runtime, item.coin, item.vs_currency, item.timeframe, item.model)
+        payload = served.predict_json(item.steps, item.levels)
+    except StepsError as exc:
+        error = steps_beyond_horizon(exc, f"requests.{index}.steps")
+    except ApiError as exc:
+        error = exc
+    else:
+        runtime.count_prediction(served)
+        return _ITEM_OK.fill(b"%d" % index, payload), True
+    err = error_body(
+        error.code,
+        error.message,
+        request_id_var.get() or "-",
+        available=error.available,
+        details=error.details,
+    )
+    return _ITEM_FAILED.fill(b"%d" % index, err, b"%d" % error.status), False
