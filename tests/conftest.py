@@ -1,12 +1,14 @@
-"""Fixtures shared by every test: isolated settings and the optional real data."""
+"""Fixtures shared by every test: isolated settings, an artifact store, the optional real data."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from pipeline.artifacts.store import ArtifactStore
 from pipeline.config import get_settings
 from tests.helpers.paths import SHARED_DATA
 
@@ -25,6 +27,22 @@ def isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()
+
+
+@pytest.fixture
+def restore_root_logger() -> Iterator[None]:
+    """Undo what a ``main()`` that configures logging did to the root logger."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+@pytest.fixture
+def store() -> ArtifactStore:
+    """An empty artifact store in the test's own models folder (``MODELS_DIR``)."""
+    return ArtifactStore(get_settings().models_dir)
 
 
 @pytest.fixture

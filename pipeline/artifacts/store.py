@@ -11,29 +11,37 @@ Layout under the models folder::
 
 A version folder is written whole into a hidden temporary sibling and renamed into place, so a
 crash never leaves a half-written version visible. Loading verifies every file's sha256 and the
-versions of the libraries the model file depends on.
+versions of the libraries the model file depends on. What ``metadata.json`` and ``champion.json``
+hold is defined in :mod:`pipeline.artifacts.metadata`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import platform
 import secrets
 import shutil
-import subprocess
 import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import ValidationError
 
-from pipeline import __version__
+from pipeline.artifacts.metadata import (
+    METADATA_FILE,
+    SCHEMA_VERSION,
+    TRACKED_LIBRARIES,
+    ArtifactMetadata,
+    ChampionPointer,
+    TrainingWindow,
+    code_version,
+    describe_version,
+    library_versions,
+    read_metadata_file,
+)
 from pipeline.errors import ArtifactError
 from pipeline.fileio import atomic_write_json, sha256_file
 from pipeline.forecasters import Forecaster, forecaster_class
@@ -41,89 +49,39 @@ from pipeline.series import SeriesId
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
-METADATA_FILE = "metadata.json"
 FORECAST_FILE = "forecast.csv"
 CHAMPION_FILE = "champion.json"
-TRACKED_LIBRARIES = ("numpy", "pandas", "statsmodels", "prophet", "joblib", "scipy", "arch")
 
-
-class TrainingWindow(BaseModel):
-    first_ds: datetime
-    last_ds: datetime
-    n_points: int
-
-
-class ArtifactMetadata(BaseModel):
-    """Everything needed to trust and reproduce one model version."""
-
-    schema_version: int = SCHEMA_VERSION
-    series: str
-    coin: str
-    vs_currency: str
-    freq: str
-    model: str
-    version: str
-    params: dict[str, Any] = Field(default_factory=dict)
-    training: TrainingWindow
-    horizon: int
-    last_price: float
-    metrics: dict[str, float | None] = Field(default_factory=dict)
-    data_file: str | None = None
-    data_sha256: str | None = None
-    data_source: str | None = None
-    files: dict[str, str] = Field(default_factory=dict, description="file name -> sha256")
-    created_at: datetime
-    code_version: str
-    python_version: str
-    libraries: dict[str, str] = Field(default_factory=dict)
-    extra: dict[str, Any] = Field(default_factory=dict, description="e.g. calibration data")
-
-    @property
-    def series_id(self) -> SeriesId:
-        return SeriesId(self.coin, self.vs_currency, self.freq)
-
-
-class ChampionPointer(BaseModel):
-    model: str
-    version: str
-    promoted_at: datetime
-    reason: str = ""
-    previous: list[dict[str, str]] = Field(default_factory=list)
+#: The metadata names are defined in :mod:`pipeline.artifacts.metadata`; they are re-exported
+#: here for the modules that import them from the store.
+__all__ = [
+    "CHAMPION_FILE",
+    "FORECAST_FILE",
+    "METADATA_FILE",
+    "SCHEMA_VERSION",
+    "TRACKED_LIBRARIES",
+    "ArtifactError",
+    "ArtifactMetadata",
+    "ArtifactStore",
+    "ChampionPointer",
+    "LoadedArtifact",
+    "TrainingWindow",
+    "code_version",
+    "describe_version",
+    "library_versions",
+    "new_version",
+    "read_metadata_file",
+]
 
 
 @dataclass
 class LoadedArtifact:
+    """A verified version: its metadata, precomputed forecast, folder and (if asked) model."""
+
     metadata: ArtifactMetadata
     forecast: pd.DataFrame
     path: Path
     forecaster: Forecaster | None = None
-
-
-def library_versions() -> dict[str, str]:
-    versions = {}
-    for name in TRACKED_LIBRARIES:
-        try:
-            versions[name] = importlib_metadata.version(name)
-        except importlib_metadata.PackageNotFoundError:
-            continue
-    return versions
-
-
-def code_version() -> str:
-    """The git commit of the code when available, else the package version."""
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short=12", "HEAD"],
-            cwd=Path(__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        )
-        return out.stdout.strip() or __version__
-    except (OSError, subprocess.SubprocessError):
-        return __version__
 
 
 def new_version(now: datetime | None = None) -> str:
@@ -175,31 +133,17 @@ class ArtifactStore:
             forecast = forecaster.predict(horizon)
             forecast.to_csv(tmp / FORECAST_FILE, index=False, date_format="%Y-%m-%dT%H:%M:%SZ")
             names.append(FORECAST_FILE)
-            meta = ArtifactMetadata(
-                series=series.name,
-                coin=series.coin,
-                vs_currency=series.vs,
-                freq=series.freq,
-                model=forecaster.name,
+            meta = describe_version(
+                series,
+                forecaster,
+                y,
                 version=version,
-                params=json.loads(json.dumps(forecaster.get_params(), default=str)),
-                training=TrainingWindow(
-                    first_ds=y.index[0].to_pydatetime(),
-                    last_ds=y.index[-1].to_pydatetime(),
-                    n_points=len(y),
-                ),
                 horizon=horizon,
-                last_price=float(y.iloc[-1]),
-                metrics=metrics or {},
-                data_file=str(data_file) if data_file else None,
-                data_sha256=sha256_file(data_file) if data_file else None,
-                data_source=data_source,
                 files={name: sha256_file(tmp / name) for name in names},
-                created_at=datetime.now(UTC),
-                code_version=code_version(),
-                python_version=platform.python_version(),
-                libraries=library_versions(),
-                extra=extra or {},
+                metrics=metrics,
+                data_file=data_file,
+                data_source=data_source,
+                extra=extra,
             )
             (tmp / METADATA_FILE).write_text(meta.model_dump_json(indent=2) + "\n", "utf-8")
             for name in [*names, METADATA_FILE]:
@@ -396,13 +340,3 @@ class ArtifactStore:
                 shutil.rmtree(path)
                 removed.append(path)
         return removed
-
-
-def read_metadata_file(path: Path) -> ArtifactMetadata:
-    """Parse a ``metadata.json``; a missing or invalid file is an :class:`ArtifactError`."""
-    try:
-        return ArtifactMetadata.model_validate_json(path.read_text("utf-8"))
-    except FileNotFoundError:
-        raise ArtifactError(f"{path}: metadata file is missing") from None
-    except (OSError, ValidationError, ValueError) as exc:
-        raise ArtifactError(f"{path}: invalid metadata: {exc}") from exc

@@ -6,7 +6,7 @@ import importlib
 from typing import Any
 
 from pipeline.errors import UsageError
-from pipeline.forecasters.base import DEFAULT_LEVELS, Forecaster, interval_columns
+from pipeline.forecasters.base import DEFAULT_LEVELS, Forecaster, interval_columns, takes_param
 
 #: name -> "module:Class" (module under pipeline.forecasters)
 REGISTRY: dict[str, str] = {
@@ -53,6 +53,17 @@ def forecaster_class(name: str) -> type[Forecaster]:
     return cls
 
 
+def horizon_params(model: str | type[Forecaster], horizon: int) -> dict[str, int]:
+    """``{"horizon": horizon}`` for a model that calibrates over a horizon (its constructor
+    takes ``horizon``: the conformal models and the ensemble), else ``{}``.
+
+    Callers that know the served horizon merge this into the model's parameters, so those
+    models calibrate the horizon that will be served rather than the frequency's default.
+    """
+    cls = forecaster_class(model) if isinstance(model, str) else model
+    return {"horizon": int(horizon)} if takes_param(cls, "horizon") else {}
+
+
 def make_forecaster(name: str, **params: Any) -> Forecaster:
     """A fresh, unfitted forecaster."""
     return forecaster_class(name)(**params)
@@ -75,6 +86,7 @@ __all__ = [
     "REGISTRY",
     "Forecaster",
     "forecaster_class",
+    "horizon_params",
     "interval_columns",
     "make_forecaster",
     "parse_models",

@@ -31,26 +31,39 @@ Forecasts come from the state-space form of the chosen model: the saved state is
 system matrices, the last predicted state and its covariance (a few kB), so a loaded model
 forecasts exactly like the fitted one without statsmodels' results object. Intervals are normal
 in log price and transformed back to prices.
+
+Where each step lives: :mod:`~pipeline.forecasters.arima_search` (choosing ``d``, the CSS
+stepwise search), :mod:`~pipeline.forecasters.arima_state_space` (the exact fit, the closed-form
+ARIMA(0, d, 0), the state-space forecast) and this module (the :class:`AutoARIMA` forecaster that
+runs them, its fallback and its saved state).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-import warnings
-from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 import joblib
 import numpy as np
 import pandas as pd
-from scipy.optimize import least_squares
-from scipy.signal import lfilter
 
 from pipeline.errors import ForecastError, UsageError
+from pipeline.forecasters.arima_search import (
+    Candidate,
+    WarningCounter,
+    choose_d,
+    css_candidate,
+    stepwise_search,
+)
+from pipeline.forecasters.arima_state_space import (
+    ExactFit,
+    fit_exact,
+    single_blas_thread,
+    state_space_forecast,
+)
 from pipeline.forecasters.base import Forecaster, lognormal_frame
 
 logger = logging.getLogger(__name__)
@@ -58,38 +71,6 @@ logger = logging.getLogger(__name__)
 MODEL_FILE = "arima.joblib"
 #: Largest order accepted for a fixed ``order`` (keeps fits sane).
 MAX_FIXED_ORDER = 10
-
-
-def single_blas_thread() -> AbstractContextManager[object]:
-    """Limit BLAS to one thread while fitting, when threadpoolctl is installed.
-
-    The state-space matrices are tiny: OpenBLAS threads only add overhead, and on a busy machine
-    their spin-waits made each likelihood evaluation ~30x slower (measured: 24 ms vs 0.6 ms).
-    """
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # optional: fitting is only slower without it
-        return nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
-
-
-@dataclass
-class WarningCounter:
-    """Counts warnings caught from statsmodels/scipy; each is logged at DEBUG."""
-
-    total: int = 0
-    by_category: dict[str, int] = field(default_factory=dict)
-
-    @contextmanager
-    def catching(self, what: str) -> Iterator[list[warnings.WarningMessage]]:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            yield caught
-        for w in caught:
-            name = w.category.__name__
-            self.total += 1
-            self.by_category[name] = self.by_category.get(name, 0) + 1
-            logger.debug("%s: %s: %s", what, name, w.message)
 
 
 def parse_order(value: str | Sequence[int] | None) -> tuple[int, int, int] | None:
@@ -107,254 +88,6 @@ def parse_order(value: str | Sequence[int] | None) -> tuple[int, int, int] | Non
             "0 <= d <= 2"
         )
     return order[0], order[1], order[2]
-
-
-def kpss_lags(n: int) -> int:
-    """Newey-West lags of R's ``tseries::kpss(lshort=TRUE)``, as ``forecast::ndiffs`` uses.
-
-    statsmodels' data-dependent ``nlags="auto"`` picks many lags on persistent series, which
-    costs the test its power: simulated ARIMA(1,1,0) series then often looked stationary.
-    """
-    return int(4 * (n / 100) ** 0.25)
-
-
-def choose_d(
-    x: np.ndarray, *, test: str, alpha: float, max_d: int, counter: WarningCounter
-) -> tuple[int, list[dict[str, float]]]:
-    """Number of differences that makes ``x`` stationary according to ``test``."""
-    from statsmodels.tools.sm_exceptions import InterpolationWarning
-    from statsmodels.tsa.stattools import adfuller, kpss
-
-    report: list[dict[str, float]] = []
-    d = 0
-    while d < max_d:
-        with counter.catching(f"{test} test"):
-            # KPSS p-values are interpolated in a table bounded at 0.01 and 0.10; outside it the
-            # bound is returned, which is all we need to compare with alpha.
-            warnings.simplefilter("ignore", InterpolationWarning)
-            if test == "kpss":
-                res = kpss(x, regression="c", nlags=kpss_lags(x.size), result_object=True)
-                needs_diff = res.pvalue < alpha
-            else:
-                res = adfuller(x, autolag="AIC", result_object=True)
-                needs_diff = res.pvalue >= alpha
-        report.append({"d": d, "statistic": float(res.statistic), "pvalue": float(res.pvalue)})
-        if not needs_diff:
-            break
-        x = np.diff(x)
-        d += 1
-    return d, report
-
-
-# -- CSS search -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, order=True)
-class Candidate:
-    aicc: float
-    p: int
-    q: int
-    constant: bool
-    params: tuple[float, ...] = ()  # mu, phi_1..p, theta_1..q, sigma2 (CSS estimates)
-
-
-def _split(theta: np.ndarray, p: int, constant: bool) -> tuple[float, np.ndarray, np.ndarray]:
-    c = int(constant)
-    mu = float(theta[0]) if constant else 0.0
-    return mu, theta[c : c + p], theta[c + p :]
-
-
-def _css_residuals(theta: np.ndarray, w: np.ndarray, p: int, constant: bool, m: int) -> np.ndarray:
-    mu, phi, ma = _split(theta, p, constant)
-    return lfilter(np.r_[1.0, -phi], np.r_[1.0, ma], w - mu)[m:]
-
-
-def _roots_ok(coefs: np.ndarray, sign: float) -> bool:
-    """True when 1 + sign*(c1 z + ... ) has every root outside the unit circle (margin 1%)."""
-    if coefs.size == 0 or not np.any(coefs):
-        return True
-    roots = np.polynomial.polynomial.polyroots(np.r_[1.0, sign * coefs])
-    return bool(np.all(np.abs(roots) > 1.01))
-
-
-def css_candidate(w: np.ndarray, p: int, q: int, constant: bool, m: int) -> Candidate:
-    """Fit ARMA(p, q) (+ mean) to ``w`` by conditional least squares; score by AICc."""
-    theta0 = np.zeros(int(constant) + p + q)
-    if constant:
-        theta0[0] = float(np.mean(w))
-    if theta0.size:
-        fit = least_squares(_css_residuals, theta0, args=(w, p, constant, m), method="lm")
-        theta, resid = fit.x, fit.fun
-    else:
-        theta, resid = theta0, w[m:]
-    n = resid.size
-    sigma2 = float(resid @ resid) / n
-    _, phi, ma = _split(theta, p, constant)
-    k = theta.size + 1
-    if not (np.isfinite(sigma2) and sigma2 > 0 and _roots_ok(phi, -1.0) and _roots_ok(ma, 1.0)):
-        return Candidate(np.inf, p, q, constant)
-    loglik = -0.5 * n * (np.log(2 * np.pi * sigma2) + 1.0)
-    aicc = -2 * loglik + 2 * k + 2 * k * (k + 1) / max(n - k - 1, 1)
-    return Candidate(float(aicc), p, q, constant, (*map(float, theta), sigma2))
-
-
-def _neighbours(c: Candidate, allow_constant: bool) -> Iterator[tuple[int, int, bool]]:
-    for dp, dq in ((-1, 0), (1, 0), (0, -1), (0, 1), (-1, -1), (1, 1), (-1, 1), (1, -1)):
-        yield c.p + dp, c.q + dq, c.constant
-    if allow_constant:
-        yield c.p, c.q, not c.constant
-
-
-def stepwise_search(
-    w: np.ndarray,
-    *,
-    allow_constant: bool,
-    max_p: int,
-    max_q: int,
-    max_order: int,
-    max_models: int,
-) -> list[Candidate]:
-    """Hyndman–Khandakar stepwise search by CSS AICc; every candidate tried, best first."""
-    m = max_p  # condition every candidate on the same first observations: comparable AICc
-    tried: dict[tuple[int, int, bool], Candidate] = {}
-
-    def allowed(p: int, q: int, const: bool) -> bool:
-        return (
-            0 <= p <= max_p
-            and 0 <= q <= max_q
-            and p + q <= max_order
-            and (allow_constant or not const)
-            and (p, q, const) not in tried
-        )
-
-    def trial(p: int, q: int, const: bool) -> Candidate:
-        cand = css_candidate(w, p, q, const, m)
-        tried[(p, q, const)] = cand
-        return cand
-
-    starts = [(2, 2, True), (0, 0, True), (1, 0, True), (0, 1, True), (0, 0, False)]
-    for p, q, const in starts:
-        if allowed(p, q, const and allow_constant) and len(tried) < max_models:
-            trial(p, q, const and allow_constant)
-    best = min(tried.values())
-    improved = True
-    while improved and len(tried) < max_models:
-        improved = False
-        for p, q, const in _neighbours(best, allow_constant):
-            if not allowed(p, q, const):
-                continue
-            cand = trial(p, q, const)
-            if cand.aicc < best.aicc:
-                best, improved = cand, True
-                break
-            if len(tried) >= max_models:
-                break
-    return sorted(tried.values())
-
-
-# -- exact fit and state-space forecasts ---------------------------------------------------
-
-
-@dataclass
-class ExactFit:
-    order: tuple[int, int, int]
-    constant: bool
-    aicc: float
-    converged: bool
-    state: dict[str, np.ndarray]
-
-
-def _start_params(cand: Candidate | None, p: int, constant: bool) -> np.ndarray | None:
-    """SARIMAX parameters (intercept, ar, ma, sigma2) from CSS estimates."""
-    if cand is None or not cand.params:
-        return None
-    theta = np.asarray(cand.params[:-1])
-    mu, phi, ma = _split(theta, p, constant)
-    head = [mu * (1.0 - float(np.sum(phi)))] if constant else []
-    return np.r_[head, phi, ma, cand.params[-1]]
-
-
-#: Smallest innovation variance used for a closed-form fit (a perfectly flat series).
-MIN_SIGMA2 = 1e-20
-
-
-def white_noise_mle(w: np.ndarray, constant: bool) -> np.ndarray:
-    """SARIMAX parameters ``[intercept,] sigma2`` of ARIMA(0, d, 0) from its differences ``w``.
-
-    The model says ``w`` is i.i.d. normal (mean ``mu`` with a constant, else 0), and SARIMAX's
-    likelihood skips the first ``d`` (diffuse) observations, so the maximum-likelihood estimates
-    are the sample mean and the mean squared deviation of ``w``: no optimiser is needed.
-    """
-    mu = float(np.mean(w)) if constant and w.size else 0.0
-    sigma2 = float(np.mean((w - mu) ** 2)) if w.size else 0.0
-    sigma2 = max(sigma2, MIN_SIGMA2) if np.isfinite(sigma2) else MIN_SIGMA2
-    return np.array([mu, sigma2] if constant else [sigma2])
-
-
-def fit_exact(
-    logy: np.ndarray,
-    order: tuple[int, int, int],
-    constant: bool,
-    *,
-    start: Candidate | None,
-    maxiter: int,
-    counter: WarningCounter,
-) -> ExactFit | None:
-    """Maximum-likelihood fit of one order; ``None`` when it fails or does not converge."""
-    from statsmodels.tools.sm_exceptions import ConvergenceWarning
-    from statsmodels.tsa.statespace.sarimax import SARIMAX
-
-    label = f"ARIMA{order}{'+c' if constant else ''}"
-    closed_form = order[0] == 0 and order[2] == 0
-    try:
-        with counter.catching(label) as caught:
-            model = SARIMAX(logy, order=order, trend="c" if constant else "n")
-            if closed_form:
-                res = model.filter(white_noise_mle(np.diff(logy, n=order[1]), constant))
-            else:
-                res = model.fit(
-                    start_params=_start_params(start, order[0], constant),
-                    disp=False,
-                    maxiter=maxiter,
-                )
-    except (ValueError, np.linalg.LinAlgError) as exc:
-        logger.debug("%s failed: %s", label, exc)
-        return None
-    converged = closed_form or (
-        bool(res.mle_retvals.get("converged", True))
-        and not any(issubclass(w.category, ConvergenceWarning) for w in caught)
-    )
-    if not converged or not np.isfinite(res.llf):
-        logger.debug("%s did not converge", label)
-        return None
-    ssm = res.filter_results
-    selection = np.array(ssm.selection[:, :, 0])
-    state = {
-        "design": np.array(ssm.design[:, :, 0]),
-        "obs_intercept": np.array(ssm.obs_intercept[:, 0]),
-        "obs_cov": np.array(ssm.obs_cov[:, :, 0]),
-        "transition": np.array(ssm.transition[:, :, 0]),
-        "state_intercept": np.array(ssm.state_intercept[:, 0]),
-        "selected_state_cov": selection @ ssm.state_cov[:, :, 0] @ selection.T,
-        "state": np.array(ssm.predicted_state[:, -1]),
-        "state_cov": np.array(ssm.predicted_state_cov[:, :, -1]),
-        "params": np.asarray(res.params, dtype=float),
-    }
-    return ExactFit(order, constant, float(res.aicc), True, state)
-
-
-def state_space_forecast(state: dict[str, np.ndarray], h: int) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and variance of the 1..h-step forecasts from the last predicted state."""
-    z, d, hcov = state["design"], state["obs_intercept"], state["obs_cov"]
-    t, c, rqr = state["transition"], state["state_intercept"], state["selected_state_cov"]
-    a, p = state["state"].copy(), state["state_cov"].copy()
-    mean, var = np.empty(h), np.empty(h)
-    for i in range(h):
-        mean[i] = float((z @ a + d)[0])
-        var[i] = float((z @ p @ z.T + hcov)[0, 0])
-        a = t @ a + c
-        p = t @ p @ t.T + rqr
-    return mean, var
 
 
 class AutoARIMA(Forecaster):

@@ -28,7 +28,8 @@ import pandas as pd
 from scipy.signal import lfilter
 
 from pipeline.errors import ForecastError
-from pipeline.forecasters.arima import AutoARIMA, state_space_forecast
+from pipeline.forecasters.arima import AutoARIMA
+from pipeline.forecasters.arima_state_space import state_space_forecast
 from pipeline.forecasters.base import Forecaster
 from pipeline.forecasters.composite import load_member, save_member
 from pipeline.forecasters.garch import (

@@ -5,8 +5,8 @@ Every forecaster:
 * is configured by keyword parameters in ``__init__`` and reports them with :meth:`get_params`;
 * ``fit(y)`` takes a price series indexed by a regular UTC ``DatetimeIndex`` and returns ``self``;
   fitted state lives in attributes ending in ``_``;
-* ``predict(h, levels=(80, 95))`` returns ``ds, mean, lower_L, upper_L`` for each level,
-  in *price* units, for steps 1..h after the last observation;
+* ``predict(h, levels=DEFAULT_LEVELS)`` (80 and 95) returns ``ds, mean, lower_L, upper_L`` for
+  each level, in *price* units, for steps 1..h after the last observation;
 * ``save(folder)`` writes its model file(s) and returns their names; ``load(folder, params)``
   restores a fitted forecaster that predicts exactly as before.
 
@@ -137,6 +137,16 @@ def constructor_params(cls: type[Forecaster], params: dict[str, Any]) -> dict[st
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values()):
         return dict(params)
     return {k: v for k, v in params.items() if k in sig.parameters and k != "self"}
+
+
+def takes_param(cls: type[Forecaster], name: str) -> bool:
+    """Whether ``cls.__init__`` names the keyword ``name`` (a ``**params`` catch-all does not
+    count)."""
+    param = inspect.signature(cls.__init__).parameters.get(name)
+    return param is not None and param.kind in (
+        inspect.Parameter.KEYWORD_ONLY,
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+    )
 
 
 def check_series(y: pd.Series, min_points: int, name: str) -> pd.Series:

@@ -22,22 +22,23 @@ import pandas as pd
 
 from pipeline.errors import ForecastError
 from pipeline.forecasters.base import Forecaster
+from pipeline.series import FREQUENCY_TABLE, freq_of_step
 
 logger = logging.getLogger(__name__)
 
-#: Default maximum horizon (steps) by series step, when the caller gives none.
-_FREQ_BY_SECONDS = {3600: "1h", 4 * 3600: "4h", 86400: "1d"}
+#: Calibration horizon (steps) for a series whose step is none of the known frequencies.
 FALLBACK_HORIZON = 30
 
 
 def default_horizon(step: pd.Timedelta) -> int:
-    """The served horizon for the series' frequency (settings), else 30 steps."""
-    freq = _FREQ_BY_SECONDS.get(int(step.total_seconds()))
-    if freq is None:
-        return FALLBACK_HORIZON
-    from pipeline.config import get_settings
+    """The calibration horizon when the caller gives none: the frequency table's default
+    horizon for the series' step (``pipeline.series``), else :data:`FALLBACK_HORIZON`.
 
-    return int(get_settings().horizon(freq))
+    Forecasters never read the settings: a caller that serves another horizon (a
+    ``HORIZON_<freq>`` override) passes it as the forecaster's ``horizon`` parameter.
+    """
+    freq = freq_of_step(step)
+    return FALLBACK_HORIZON if freq is None else FREQUENCY_TABLE[freq].horizon
 
 
 def save_member(member: Forecaster, folder: Path, prefix: str) -> list[str]:

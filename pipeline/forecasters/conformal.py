@@ -3,8 +3,9 @@
 ``Conformal(base="garch", method="split")`` fits the base model on the whole training series and,
 to calibrate it, refits it at ``calibration_origins`` origins spread over the later part of the
 *same* training series (each fit sees only the data before its origin: no look-ahead) and
-forecasts ``horizon`` steps from each. For every origin, step ``k`` and level ``L`` the
-*normalised log error* is
+forecasts ``horizon`` steps from each: the caller gives ``horizon`` (the horizon it will serve);
+without it the frequency table's default horizon for the series' step is used. For every
+origin, step ``k`` and level ``L`` the *normalised log error* is
 
     s = (log actual - log mean) / (log upper_L - log mean)   when the actual is above the mean,
     s = (log mean - log actual) / (log mean - log lower_L)   otherwise,
@@ -42,6 +43,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -50,7 +52,7 @@ import pandas as pd
 
 from pipeline.errors import ForecastError, UsageError
 from pipeline.forecasters import forecaster_class
-from pipeline.forecasters.base import Forecaster, constructor_params
+from pipeline.forecasters.base import DEFAULT_LEVELS, Forecaster, constructor_params
 from pipeline.forecasters.composite import (
     RollingForecasts,
     calibration_origins,
@@ -59,70 +61,35 @@ from pipeline.forecasters.composite import (
     rolling_forecasts,
     save_member,
 )
+from pipeline.forecasters.conformal_scores import (
+    adaptive_factors,
+    conformal_quantile,
+    normalised_scores,
+    pooled,
+    split_factors,
+)
 
 logger = logging.getLogger(__name__)
 
+#: The score maths lives in :mod:`pipeline.forecasters.conformal_scores`; its names are
+#: re-exported here.
+__all__ = [
+    "AdaptiveConformalGarch",
+    "AdaptiveConformalNaive",
+    "Conformal",
+    "ConformalGarch",
+    "ConformalNaive",
+    "adaptive_factors",
+    "conformal_quantile",
+    "normalised_scores",
+    "pooled",
+    "split_factors",
+]
+
 STATE_FILE = "conformal.json"
 BASE_PREFIX = "base__"
-_TINY = 1e-12
 #: Fewest distinct calibration origins accepted.
 MIN_ORIGINS = 10
-
-
-def conformal_quantile(scores: np.ndarray, level: float) -> float:
-    """The ``ceil((n + 1) level)``-th smallest score (the largest when that rank exceeds n)."""
-    s = np.sort(scores[np.isfinite(scores)])
-    if s.size == 0:
-        return 1.0
-    if level >= 1.0:
-        return float(s[-1])
-    rank = math.ceil((s.size + 1) * max(level, 0.0))
-    return float(s[min(max(rank, 1), s.size) - 1])
-
-
-def normalised_scores(rf: RollingForecasts, level: int) -> np.ndarray:
-    """``(n_origins, horizon)`` scores: <= 1 where the base ``level`` interval covered."""
-    up = rf.actual >= rf.mean
-    hw_up = np.maximum(rf.upper[level] - rf.mean, _TINY)
-    hw_lo = np.maximum(rf.mean - rf.lower[level], _TINY)
-    return np.where(up, (rf.actual - rf.mean) / hw_up, (rf.mean - rf.actual) / hw_lo)
-
-
-def pooled(scores: np.ndarray, k: int, width: int) -> np.ndarray:
-    """Scores of step ``k`` and its ``width`` neighbours on each side: ``(n_origins, m)``."""
-    return scores[:, max(0, k - width) : k + width + 1]
-
-
-def split_factors(scores: np.ndarray, level: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per-step split-conformal factors and the levels used (nominal)."""
-    h = scores.shape[1]
-    factors = np.array(
-        [conformal_quantile(pooled(scores, k, width).ravel(), level / 100) for k in range(h)]
-    )
-    return factors, np.full(h, level / 100)
-
-
-def adaptive_factors(
-    scores: np.ndarray, level: int, width: int, gamma: float, warmup: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per-step ACI factors: the level tracks the miscoverage along the origins (time order)."""
-    target = 1.0 - level / 100.0
-    h = scores.shape[1]
-    factors = np.empty(h)
-    final_levels = np.empty(h)
-    for k in range(h):
-        block = pooled(scores, k, width)
-        alpha = target
-        for i in range(warmup, block.shape[0]):
-            q = conformal_quantile(block[:i].ravel(), 1.0 - alpha)
-            row = block[i][np.isfinite(block[i])]
-            if row.size == 0:  # that origin's calibration fit failed
-                continue
-            miss = float(np.mean(row > q))
-            alpha += gamma * (target - miss)
-        final_levels[k] = min(max(1.0 - alpha, 0.0), 1.0)
-        factors[k] = conformal_quantile(block.ravel(), final_levels[k])
-    return factors, final_levels
 
 
 class Conformal(Forecaster):
@@ -143,7 +110,7 @@ class Conformal(Forecaster):
         method: str | None = None,
         calibration_origins: int = 100,
         horizon: int | None = None,
-        levels: tuple[int, ...] | list[int] = (80, 95),
+        levels: Sequence[int] = DEFAULT_LEVELS,
         min_train_fraction: float = 0.25,
         pool_steps: int = 5,
         gamma: float = 0.01,
@@ -163,6 +130,8 @@ class Conformal(Forecaster):
             )
         if not 0.1 <= min_train_fraction < 1:
             raise UsageError(f"{self.name}: min_train_fraction must be in [0.1, 1)")
+        if horizon is not None and (isinstance(horizon, bool) or int(horizon) < 1):
+            raise UsageError(f"{self.name}: horizon must be an integer >= 1, got {horizon!r}")
         super().__init__(
             base=base,
             base_params=dict(base_params or {}),

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.errors import ForecastError, UsageError
-from pipeline.forecasters import forecaster_class
+from pipeline.forecasters import forecaster_class, horizon_params
 from pipeline.forecasters.base import Forecaster, constructor_params
 from pipeline.forecasters.composite import (
     calibration_origins,
@@ -84,6 +84,8 @@ class Ensemble(Forecaster):
         params = [dict(p) for p in (member_params or [{}] * len(members))]
         if len(params) != len(members):
             raise UsageError("ensemble: member_params must have one dict per member")
+        if horizon is not None and (isinstance(horizon, bool) or int(horizon) < 1):
+            raise UsageError(f"ensemble: horizon must be an integer >= 1, got {horizon!r}")
         super().__init__(
             members=members,
             member_params=params,
@@ -94,28 +96,42 @@ class Ensemble(Forecaster):
         self.classes_ = [forecaster_class(m) for m in members]
 
     # -- fitting ------------------------------------------------------------------------------
+    def resolved_horizon(self) -> int:
+        """The horizon the caller gave, else the frequency table's default for the step."""
+        given: int | None = self.params["horizon"]
+        return given or default_horizon(self.step_)
+
+    def member_kwargs(self) -> list[dict[str, Any]]:
+        """Each member's constructor keywords; a member that calibrates over a horizon (a
+        conformal model) gets the ensemble's unless its own ``member_params`` set one."""
+        horizon = self.resolved_horizon()
+        return [
+            {**horizon_params(cls, horizon), **kw}
+            for cls, kw in zip(self.classes_, self.params["member_params"], strict=True)
+        ]
+
     def _fit(self, y: pd.Series) -> None:
-        p = self.params
         self.members_: list[Forecaster] = [
-            cls(**kw).fit(y) for cls, kw in zip(self.classes_, p["member_params"], strict=True)
+            cls(**kw).fit(y) for cls, kw in zip(self.classes_, self.member_kwargs(), strict=True)
         ]
         n = len(self.members_)
         self.member_mae_: list[float] | None = None
-        if p["combine"] == "inverse_mae" and n > 1:
+        if self.params["combine"] == "inverse_mae" and n > 1:
             self.weights_ = self._accuracy_weights(y)
         else:
             self.weights_ = np.full(n, 1.0 / n)
 
     def _accuracy_weights(self, y: pd.Series) -> np.ndarray:
         p = self.params
-        horizon = p["horizon"] or default_horizon(self.step_)
+        horizon = self.resolved_horizon()
         min_train = max(max(c.min_points for c in self.classes_), math.ceil(len(y) / 2))
         origins = calibration_origins(len(y), min_train, horizon, p["weight_origins"])
         if len(origins) < 3:
             logger.warning("%s: series too short for accuracy weights; equal weights", self.name)
             return np.full(len(self.members_), 1.0 / len(self.members_))
         maes = []
-        for cls, kw, fitted in zip(self.classes_, p["member_params"], self.members_, strict=True):
+        members = zip(self.classes_, self.member_kwargs(), self.members_, strict=True)
+        for cls, kw, fitted in members:
             hook = getattr(fitted, "calibration_params", None)
             chosen = hook() if callable(hook) else constructor_params(cls, fitted.fitted_params())
             cal = {**kw, **chosen}
@@ -179,6 +195,6 @@ class Ensemble(Forecaster):
         self.members_ = [
             load_member(cls, folder, f"m{i}__", names, kw)
             for i, (cls, names, kw) in enumerate(
-                zip(self.classes_, files, self.params["member_params"], strict=True)
+                zip(self.classes_, files, self.member_kwargs(), strict=True)
             )
         ]

@@ -1,4 +1,4 @@
-"""Prophet on log prices, with settings that suit prices ("made fair", issue 7), seeded intervals.
+"""Prophet on log prices, with settings that suit prices ("made fair"), seeded intervals.
 
 Settings, each measured on BTC daily (rolling origin: 20 origins, 30-day horizon, 1,095-day
 window; mean MASE, naive = 16.55 on the same loop):

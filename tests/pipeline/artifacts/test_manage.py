@@ -9,26 +9,17 @@ import pytest
 
 from pipeline.artifacts import manage as cli
 from pipeline.artifacts.store import ArtifactStore
-from pipeline.config import get_settings
-from pipeline.forecasters import make_forecaster
 from pipeline.series import SeriesId
+from tests.helpers.artifacts import write_version
 from tests.helpers.prices import random_walk_prices
 
 SERIES = SeriesId("bitcoin", "usd", "1d")
 SEL = ["--series", "bitcoin-usd-1d"]
 
 
-@pytest.fixture
-def store() -> ArtifactStore:
-    return ArtifactStore(get_settings().models_dir)
-
-
 def write(store: ArtifactStore, model: str = "naive", mase: float = 1.0, n: int = 60) -> str:
     y = random_walk_prices(n)
-    meta = store.write_version(
-        SERIES, make_forecaster(model).fit(y), y, horizon=5, metrics={"mase": mase}
-    )
-    return meta.version
+    return write_version(store, SERIES, model, y, horizon=5, metrics={"mase": mase}).version
 
 
 def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:

@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import platform
+import re
 import shutil
+from datetime import UTC, datetime
+from importlib import metadata as importlib_metadata
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
+import pipeline
+from pipeline.artifacts import metadata
 from pipeline.artifacts import store as artifacts
 from pipeline.artifacts.store import (
     CHAMPION_FILE,
     FORECAST_FILE,
     METADATA_FILE,
+    SCHEMA_VERSION,
     ArtifactStore,
     read_metadata_file,
 )
@@ -22,6 +31,7 @@ from pipeline.errors import ArtifactError
 from pipeline.forecasters import make_forecaster
 from pipeline.series import SeriesId
 from tests.helpers import fakes
+from tests.helpers.artifacts import write_version
 from tests.helpers.paths import TEST_DATA
 from tests.helpers.prices import random_walk_prices
 
@@ -30,18 +40,12 @@ H = 7
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> ArtifactStore:
-    return ArtifactStore(tmp_path / "models")
-
-
-@pytest.fixture
 def y() -> pd.Series:
     return random_walk_prices(120)
 
 
 def write(store: ArtifactStore, y: pd.Series, model: str = "naive", **kw: object) -> str:
-    meta = store.write_version(SERIES, make_forecaster(model).fit(y), y, horizon=H, **kw)  # type: ignore[arg-type]
-    return meta.version
+    return write_version(store, SERIES, model, y, horizon=H, **kw).version
 
 
 @pytest.mark.parametrize("model", ["naive", "drift"])
@@ -61,19 +65,79 @@ def test_save_load_round_trip_gives_identical_forecasts(
     assert set(loaded.metadata.files) >= {"state.json", FORECAST_FILE}
 
 
-def test_metadata_is_complete(store: ArtifactStore, y: pd.Series, tmp_path: Path) -> None:
+def test_metadata_json_records_the_values_of_the_version(
+    store: ArtifactStore, y: pd.Series, tmp_path: Path
+) -> None:
     data_file = tmp_path / "prices.csv"
-    data_file.write_text("ds,price\n", "utf-8")
-    version = write(store, y, data_file=data_file, data_source="sample", extra={"simulated": True})
-    meta = store.read_metadata(SERIES, "naive", version)
-    assert meta.schema_version == artifacts.SCHEMA_VERSION
-    assert (meta.series, meta.model, meta.version) == (SERIES.name, "naive", version)
-    assert meta.data_sha256 and len(meta.data_sha256) == 64
-    assert meta.data_source == "sample" and meta.extra == {"simulated": True}
-    assert meta.created_at.tzinfo is not None
-    assert meta.code_version and meta.python_version
-    assert {"numpy", "pandas"} <= set(meta.libraries)
-    assert "sigma_log_return" in meta.params
+    data_file.write_text("ds,price\n2021-01-01T00:00:00Z,20000.0\n", "utf-8")
+    before = datetime.now(UTC)
+    written = write_version(
+        store,
+        SERIES,
+        "naive",
+        y,
+        horizon=H,
+        metrics={"mase": 1.25, "coverage_95": None},
+        data_file=data_file,
+        data_source="sample",
+        extra={"simulated": True},
+    )
+    after = datetime.now(UTC)
+    folder = store.version_dir(SERIES, "naive", written.version)
+    raw = json.loads((folder / METADATA_FILE).read_text("utf-8"))
+
+    assert raw["schema_version"] == SCHEMA_VERSION == 1
+    assert (raw["series"], raw["coin"], raw["vs_currency"], raw["freq"]) == (
+        "bitcoin-usd-1d", "bitcoin", "usd", "1d",
+    )  # fmt: skip
+    assert (raw["model"], raw["version"]) == ("naive", folder.name)
+    assert raw["horizon"] == H
+    assert raw["last_price"] == float(y.iloc[-1])
+    assert raw["metrics"] == {"mase": 1.25, "coverage_95": None}
+    assert raw["data_file"] == str(data_file) and raw["data_source"] == "sample"
+    assert raw["data_sha256"] == hashlib.sha256(data_file.read_bytes()).hexdigest()
+    assert raw["extra"] == {"simulated": True}
+    # Every file of the version but metadata.json itself, each with its real sha256.
+    assert set(raw["files"]) == {p.name for p in folder.iterdir()} - {METADATA_FILE}
+    assert set(raw["files"]) == {"state.json", "baseline.json", FORECAST_FILE}
+    for name, digest in raw["files"].items():
+        assert digest == hashlib.sha256((folder / name).read_bytes()).hexdigest(), name
+    # The training window is the series'.
+    training = read_metadata_file(folder / METADATA_FILE).training
+    assert (training.first_ds, training.last_ds, training.n_points) == (
+        y.index[0], y.index[-1], len(y),
+    )  # fmt: skip
+    # What the naive model fitted: the spread of the log returns.
+    log_returns = np.diff(np.log(y.to_numpy()))
+    assert raw["params"] == {
+        "sigma_log_return": pytest.approx(float(np.std(log_returns, ddof=1)), rel=1e-12),
+        "n_returns": len(y) - 1,
+    }
+    # Where and with what it was made.
+    created = datetime.fromisoformat(raw["created_at"])
+    assert created.tzinfo is not None and before <= created <= after
+    assert raw["python_version"] == platform.python_version()
+    assert raw["code_version"] == metadata.code_version()
+    assert re.fullmatch(r"[0-9a-f]{12}", raw["code_version"]) or raw["code_version"] == (
+        pipeline.__version__
+    )
+    installed = {}
+    for name in metadata.TRACKED_LIBRARIES:
+        try:
+            installed[name] = importlib_metadata.version(name)
+        except importlib_metadata.PackageNotFoundError:
+            continue
+    assert raw["libraries"] == installed
+    assert {"numpy", "pandas", "scipy"} <= set(installed)
+    # The typed model read back is the one the store returned.
+    assert store.read_metadata(SERIES, "naive", written.version) == written
+
+
+def test_the_store_re_exports_the_metadata_names() -> None:
+    for name in ("ArtifactMetadata", "ChampionPointer", "TrainingWindow", "read_metadata_file"):
+        assert getattr(artifacts, name) is getattr(metadata, name)
+    assert (artifacts.METADATA_FILE, artifacts.SCHEMA_VERSION) == ("metadata.json", 1)
+    assert set(artifacts.__all__) >= {"ArtifactStore", "LoadedArtifact", "code_version"}
 
 
 def test_golden_metadata_still_loads() -> None:

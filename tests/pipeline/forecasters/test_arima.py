@@ -7,25 +7,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from scipy.signal import lfilter
 
 from pipeline.errors import ForecastError, UsageError
 from pipeline.forecasters import arima as arima_module
-from pipeline.forecasters.arima import AutoARIMA, parse_order, state_space_forecast
+from pipeline.forecasters.arima import AutoARIMA, parse_order
+from pipeline.forecasters.arima_state_space import state_space_forecast
+from tests.helpers.prices import ar1_return_prices, price_series
 
 pytestmark = pytest.mark.slow
 
 
-def simulated(phi: float, n: int = 400, seed: int = 0) -> pd.Series:
-    """Prices whose log follows ARIMA(1,1,0) with AR coefficient ``phi`` (0: a random walk)."""
-    rng = np.random.default_rng(seed)
-    returns = lfilter([1.0], [1.0, -phi], 0.02 * rng.standard_normal(n))
-    index = pd.date_range("2020-01-01", periods=n, freq="1D", tz="UTC")
-    return pd.Series(100.0 * np.exp(np.cumsum(returns)), index=index)
-
-
 def test_recovers_arima_110() -> None:
-    model = AutoARIMA().fit(simulated(0.6))
+    model = AutoARIMA().fit(ar1_return_prices(0.6))
     info = model.fitted_params()
     assert info["order"] == [1, 1, 0]
     assert info["selection"] == "stepwise"
@@ -36,26 +29,24 @@ def test_recovers_arima_110() -> None:
 
 
 def test_random_walk_is_differenced_once() -> None:
-    info = AutoARIMA().fit(simulated(0.0)).fitted_params()
+    info = AutoARIMA().fit(ar1_return_prices(0.0)).fitted_params()
     assert info["order"][1] == 1
     assert info["order"] == [0, 1, 0]
 
 
 def test_adf_test_also_finds_one_difference() -> None:
-    info = AutoARIMA(test="adf").fit(simulated(0.6)).fitted_params()
+    info = AutoARIMA(test="adf").fit(ar1_return_prices(0.6)).fitted_params()
     assert info["order"][1] == 1
 
 
 def test_fixed_order_is_honoured() -> None:
-    model = AutoARIMA(order="2,1,1").fit(simulated(0.6))
+    model = AutoARIMA(order="2,1,1").fit(ar1_return_prices(0.6))
     info = model.get_params()
     assert info["order"] == [2, 1, 1]
     assert info["selection"] == "fixed"
     assert info["d_tests"] == []
-    assert (
-        AutoARIMA(order=(0, 1, 0), constant=False).fit(simulated(0.6)).fitted_params()["trend"]
-        == "none"
-    )
+    random_walk = AutoARIMA(order=(0, 1, 0), constant=False).fit(ar1_return_prices(0.6))
+    assert random_walk.fitted_params()["trend"] == "none"
 
 
 @pytest.mark.parametrize("bad", ["1,1", "a,b,c", "1,3,0", "-1,1,0", "11,1,0"])
@@ -67,7 +58,7 @@ def test_invalid_orders_are_usage_errors(bad: str) -> None:
 def test_intervals_match_statsmodels_forecast_distribution() -> None:
     from statsmodels.tsa.statespace.sarimax import SARIMAX
 
-    y = simulated(0.6, n=300, seed=4)
+    y = ar1_return_prices(0.6, n=300, seed=4)
     model = AutoARIMA(order=(1, 1, 1), constant=True).fit(y)
     p, d, q = model.fitted_params()["order"]
     res = SARIMAX(np.log(y.to_numpy()), order=(p, d, q), trend="c").filter(model.state_["params"])
@@ -88,7 +79,7 @@ def test_fallback_order_when_no_candidate_converges(monkeypatch: pytest.MonkeyPa
         return None if order != (0, order[1], 0) else real_fit(logy, order, constant, **kwargs)
 
     monkeypatch.setattr(arima_module, "fit_exact", failing)
-    info = AutoARIMA(order=(2, 1, 1)).fit(simulated(0.6)).fitted_params()
+    info = AutoARIMA(order=(2, 1, 1)).fit(ar1_return_prices(0.6)).fitted_params()
     assert info["fallback"] is True
     assert info["order"] == [0, 1, 0]
 
@@ -105,7 +96,7 @@ def test_fallback_from_a_level_search_is_the_random_walk(
 
     monkeypatch.setattr(arima_module, "fit_exact", failing)
     monkeypatch.setattr(arima_module, "choose_d", lambda *a, **k: (0, []))
-    y = simulated(0.6)
+    y = ar1_return_prices(0.6)
     model = AutoARIMA().fit(y)
     info = model.fitted_params()
     assert info["fallback"] is True
@@ -114,7 +105,7 @@ def test_fallback_from_a_level_search_is_the_random_walk(
 
 
 def test_saved_model_is_small(tmp_path: Path) -> None:
-    model = AutoARIMA().fit(simulated(0.6))
+    model = AutoARIMA().fit(ar1_return_prices(0.6))
     names = model.save(tmp_path)
     assert sum((tmp_path / n).stat().st_size for n in names) < 64 * 1024
 
@@ -123,8 +114,7 @@ def trending_returns(n: int = 400, seed: int = 0) -> pd.Series:
     """Prices whose log returns wander slowly (a bubble's momentum): KPSS reads them as I(2)."""
     rng = np.random.default_rng(seed)
     returns = 0.002 * np.cumsum(rng.standard_normal(n)) + 0.02 * rng.standard_normal(n)
-    index = pd.date_range("2020-01-01", periods=n, freq="1D", tz="UTC")
-    return pd.Series(100.0 * np.exp(np.cumsum(returns)), index=index)
+    return price_series(100.0 * np.exp(np.cumsum(returns)))
 
 
 def test_log_prices_are_differenced_at_most_once_by_default() -> None:
@@ -161,13 +151,8 @@ ETH_WINDOW = [
 ]  # fmt: skip
 
 
-def _daily(values: list[float] | np.ndarray, start: str = "2020-10-16") -> pd.Series:
-    index = pd.date_range(start, periods=len(values), freq="1D", tz="UTC")
-    return pd.Series(np.asarray(values, dtype=float), index=index)
-
-
 def test_random_walk_without_constant_fits_the_eth_window() -> None:
-    y = _daily(ETH_WINDOW)
+    y = price_series(ETH_WINDOW, start="2020-10-16")
     info = AutoARIMA(order=(0, 1, 0), constant=False).fit(y).fitted_params()
     assert info["order"] == [0, 1, 0]
     assert info["trend"] == "none"
@@ -187,7 +172,7 @@ def test_random_walk_without_constant_fits_the_eth_window() -> None:
     "kwargs", [{}, {"order": (0, 1, 0), "constant": False}, {"order": "1,1,1"}]
 )
 def test_fallback_never_fails_on_flat_segments(prices: np.ndarray, kwargs: dict) -> None:
-    model = AutoARIMA(**kwargs).fit(_daily(prices))
+    model = AutoARIMA(**kwargs).fit(price_series(prices, start="2020-10-16"))
     assert model.fitted_params()["order"][1] == 1
     fc = model.predict(5)
     values = fc.drop(columns="ds").to_numpy()
@@ -204,7 +189,7 @@ def test_random_walk_is_closed_form_and_needs_no_optimiser(
         raise ValueError("optimiser unavailable")
 
     monkeypatch.setattr(SARIMAX, "fit", no_fit)
-    y = simulated(0.0, n=200, seed=2)
+    y = ar1_return_prices(0.0, n=200, seed=2)
     w = np.diff(np.log(y.to_numpy()))
     model = AutoARIMA(order=(0, 1, 0), constant=False).fit(y)
     assert model.state_["params"] == pytest.approx([np.mean(w**2)])
@@ -227,4 +212,4 @@ def test_fallback_error_is_still_raised_when_nothing_fits(
 ) -> None:
     monkeypatch.setattr(arima_module, "fit_exact", lambda *args, **kwargs: None)
     with pytest.raises(ForecastError, match="even the fallback ARIMA"):
-        AutoARIMA(order=(1, 1, 0)).fit(simulated(0.6))
+        AutoARIMA(order=(1, 1, 0)).fit(ar1_return_prices(0.6))

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 from scipy import stats
 
 from pipeline.forecasters.baselines import Drift, Naive
-from tests.helpers.prices import random_walk_prices
+from tests.helpers.prices import price_series, random_walk_prices
 
 
 def test_naive_mean_is_last_price_and_width_grows_like_sqrt_h() -> None:
@@ -24,10 +23,9 @@ def test_naive_mean_is_last_price_and_width_grows_like_sqrt_h() -> None:
 
 
 def test_drift_mean_follows_average_log_return_and_adds_drift_variance() -> None:
-    index = pd.date_range("2022-01-01", periods=101, freq="1D", tz="UTC")
     rng = np.random.default_rng(7)
     log_returns = 0.01 + 0.02 * rng.standard_normal(100)
-    y = pd.Series(100 * np.exp(np.r_[0.0, np.cumsum(log_returns)]), index=index)
+    y = price_series(100 * np.exp(np.r_[0.0, np.cumsum(log_returns)]), start="2022-01-01")
     model = Drift().fit(y)
     fc = model.predict(10)
     c = log_returns.mean()

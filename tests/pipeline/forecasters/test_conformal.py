@@ -12,10 +12,10 @@ import pytest
 from scipy import stats
 
 from pipeline.errors import UsageError
-from pipeline.forecasters import make_forecaster
+from pipeline.forecasters import DEFAULT_LEVELS, make_forecaster
 from pipeline.forecasters.composite import RollingForecasts, calibration_origins
-from pipeline.forecasters.conformal import (
-    Conformal,
+from pipeline.forecasters.conformal import Conformal
+from pipeline.forecasters.conformal_scores import (
     adaptive_factors,
     conformal_quantile,
     normalised_scores,
@@ -120,14 +120,14 @@ def test_wrapper_matches_the_emulation_and_records_its_calibration(tmp_path: Pat
     model = Conformal(base="naive", horizon=1).fit(y.iloc[t - W : t])
     cal = model.get_params()["calibration"]
     assert cal["n_origins"] == N_CAL and cal["horizon"] == 1 and cal["method"] == "split"
-    for level in (80, 95):
+    for level in DEFAULT_LEVELS:
         _, _, factors = _emulated_coverage(log_y, level, np.array([t]), "split")
         assert cal["factors"][str(level)][0] == pytest.approx(factors[0], rel=1e-9)
     # The calibrated interval is the naive one with its log half-widths scaled by the factor.
     base = make_forecaster("naive").fit(y.iloc[t - W : t]).predict(1)
     fc = model.predict(1)
     m = np.log(base["mean"].iloc[0])
-    for level in (80, 95):
+    for level in DEFAULT_LEVELS:
         f = cal["factors"][str(level)][0]
         hw = np.log(base[f"upper_{level}"].iloc[0]) - m
         assert np.log(fc[f"upper_{level}"].iloc[0]) == pytest.approx(m + f * hw, rel=1e-12)

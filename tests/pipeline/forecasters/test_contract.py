@@ -15,7 +15,7 @@ from tests.helpers.prices import random_walk_prices
 #: Real models are slow to fit: their cases carry the ``slow`` mark.
 SLOW = {"arima", "prophet", "arima_garch", "conformal_garch", "aci_garch", "ensemble"}
 OURS = ("naive", "drift", "arima", "prophet")
-#: Forecast-quality models (issue 7): GARCH family, conformal wrappers, ensemble.
+#: Forecast-quality models: GARCH family, conformal wrappers, ensemble.
 QUALITY = (
     "garch",
     "gjr_garch",

@@ -11,7 +11,7 @@ import pytest
 from pipeline.errors import UsageError
 from pipeline.forecasters import make_forecaster
 from pipeline.forecasters.ensemble import Ensemble, combine_columns
-from tests.helpers.prices import random_walk_prices
+from tests.helpers.prices import price_series, random_walk_prices
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +49,7 @@ def test_inverse_mae_weights_favour_the_accurate_member() -> None:
     # A steady 1% daily trend with small noise: drift forecasts it, naive lags behind.
     rng = np.random.default_rng(0)
     r = 0.01 + 0.002 * rng.standard_normal(300)
-    idx = pd.date_range("2021-01-01", periods=300, freq="1D", tz="UTC", name="ds")
-    y = pd.Series(100 * np.exp(np.cumsum(r)), index=idx)
+    y = price_series(100 * np.exp(np.cumsum(r)), start="2021-01-01")
     ens = Ensemble(members=["naive", "drift"], combine="inverse_mae", horizon=10).fit(y)
     params = ens.get_params()
     w = params["weights"]

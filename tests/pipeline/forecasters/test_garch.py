@@ -10,7 +10,7 @@ import pytest
 from scipy import stats
 
 from pipeline.errors import ForecastError
-from pipeline.forecasters import forecaster_class
+from pipeline.forecasters import DEFAULT_LEVELS, forecaster_class
 from pipeline.forecasters.garch import (
     GarchForecaster,
     GarchParams,
@@ -19,7 +19,7 @@ from pipeline.forecasters.garch import (
     simulate_cumulative,
     variance_path,
 )
-from tests.helpers.prices import garch_t_prices
+from tests.helpers.prices import garch_t_prices, price_series
 
 PARAMS = GarchParams(
     mu=0.0, omega=0.05, alpha=0.1, gamma=0.0, beta=0.85, nu=8.0, scale=100.0,
@@ -75,7 +75,7 @@ def test_step_one_interval_is_the_scaled_student_t_quantile(fitted: GarchForecas
     g = fitted.garch_
     fc = fitted.predict(1)
     sd1 = math.sqrt(variance_path(g, 1)[0]) / g.scale
-    for level in (80, 95):
+    for level in DEFAULT_LEVELS:
         q = stats.t.ppf(0.5 + level / 200, g.nu) * math.sqrt((g.nu - 2) / g.nu)
         last = math.log(fitted.last_price_)
         assert math.log(fc[f"upper_{level}"].iloc[0]) == pytest.approx(last + q * sd1, rel=1e-12)
@@ -139,8 +139,7 @@ def test_volatility_clustering_widens_intervals_after_a_storm(clustered: pd.Seri
 def test_drift_garch_follows_a_trend() -> None:
     rng = np.random.default_rng(2)
     r = 0.01 + 0.01 * rng.standard_normal(400)
-    idx = pd.date_range("2021-01-01", periods=400, freq="1D", tz="UTC")
-    y = pd.Series(100 * np.exp(np.cumsum(r)), index=idx)
+    y = price_series(100 * np.exp(np.cumsum(r)), start="2021-01-01")
     fc = forecaster_class("drift_garch")().fit(y).predict(10)
     growth = math.log(fc["mean"].iloc[-1] / y.iloc[-1]) / 10
     assert growth == pytest.approx(0.01, abs=0.003)

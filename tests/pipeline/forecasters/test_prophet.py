@@ -1,4 +1,4 @@
-"""Prophet made fair (issue 7): no spurious seasonality on daily prices, a trend that can bend
+"""Prophet made fair: no spurious seasonality on daily prices, a trend that can bend
 near the end of the history, and intervals that include the random-walk spread of prices."""
 
 from __future__ import annotations
@@ -11,14 +11,13 @@ import pytest
 
 from pipeline.errors import ForecastError
 from pipeline.forecasters.prophet_model import ProphetForecaster
-from tests.helpers.prices import random_walk_prices
+from tests.helpers.prices import price_series, random_walk_prices
 
 pytestmark = pytest.mark.slow
 
 
 def daily(log_prices: np.ndarray) -> pd.Series:
-    index = pd.date_range("2019-01-01", periods=log_prices.size, freq="1D", tz="UTC")
-    return pd.Series(np.exp(log_prices), index=index)
+    return price_series(log_prices, start="2019-01-01", log=True)
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,5 @@
-"""Fixtures of the ingest tests: a real HTTP server on 127.0.0.1 imitating CoinGecko."""
+"""Fixtures of the ingest tests: a real HTTP server on 127.0.0.1 imitating CoinGecko, and no
+logging set-up by the CLI."""
 
 from __future__ import annotations
 
@@ -7,7 +8,14 @@ from collections.abc import Iterator
 import pytest
 
 from pipeline.config import get_settings
+from pipeline.ingest import cli
 from tests.helpers.coingecko import FakeCoinGecko
+
+
+@pytest.fixture(autouse=True)
+def _no_logging_setup(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ingest ``main()`` configures logging for a terminal; keep pytest's own handlers."""
+    monkeypatch.setattr(cli, "configure_logging", lambda *a, **k: None)
 
 
 @pytest.fixture

@@ -25,12 +25,6 @@ BTC_1H = SeriesId("bitcoin", "usd", "1h")
 BTC_1D = SeriesId("bitcoin", "usd", "1d")
 
 
-@pytest.fixture(autouse=True)
-def _no_logging_setup(monkeypatch: pytest.MonkeyPatch) -> None:
-    """main() configures logging for a terminal; keep pytest's own handlers in place."""
-    monkeypatch.setattr(cli, "configure_logging", lambda *a, **k: None)
-
-
 def _seed_raw(series: SeriesId = BTC_1H, days: int = 3) -> tuple[Path, bytes, bytes]:
     """A first successful ingest; returns the raw path and the bytes of the CSV and meta."""
     result = ingest_series(series, get_settings(), source="coingecko", days=days)
@@ -233,14 +227,22 @@ def test_hang_past_the_read_timeout_is_retried_then_reported_unreachable(
 
 
 def test_hang_once_then_answer_succeeds(
-    fake_coingecko: FakeCoinGecko, monkeypatch: pytest.MonkeyPatch
+    fake_coingecko: FakeCoinGecko, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ):
     monkeypatch.setenv("HTTP_READ_TIMEOUT", "0.3")
     get_settings.cache_clear()
     fake_coingecko.faults = ["hang"]
-    fake_coingecko.hang_seconds = 2.0
-    result = ingest_series(BTC_1D, get_settings(), source="coingecko", days=10)
+    fake_coingecko.hang_seconds = 5.0  # far beyond the read timeout: only the timeout ends it
+    with caplog.at_level(logging.WARNING, logger="pipeline.ingest.coingecko"):
+        result = ingest_series(BTC_1D, get_settings(), source="coingecko", days=10)
     assert result.rows_added > 0
+    # The hanging request was abandoned at the configured read timeout and asked again.
+    assert len(fake_coingecko.chart_requests()) == 2
+    retries = [r.getMessage() for r in caplog.records if "retry" in r.getMessage()]
+    assert len(retries) == 1
+    assert re.search(
+        r"CoinGecko request failed \(.*Read timed out\. \(read timeout=0\.3\)\)", retries[0]
+    )
 
 
 # -- bodies and rules that fail cleanly (no retry) -------------------------------------------
@@ -421,17 +423,25 @@ def test_multi_coin_continues_past_one_failure(fake_coingecko: FakeCoinGecko, ca
 
 
 def test_meta_json_is_valid_json_with_the_agreed_fields(fake_coingecko: FakeCoinGecko):
+    before = datetime.now(UTC).replace(microsecond=0)
     result = ingest_series(BTC_1D, get_settings(), source="coingecko", days=10)
+    after = datetime.now(UTC)
     meta = json.loads(result.path.with_name("bitcoin-usd-1d.meta.json").read_text())
-    for key in (
-        "series",
-        "source",
-        "simulated",
-        "last_ingest_at",
-        "rows",
-        "first_ds",
-        "last_ds",
-        "gaps",
-        "sha256",
-    ):
-        assert key in meta
+    frame = read_raw(result.path)
+
+    assert meta["schema_version"] == 1
+    assert (meta["series"], meta["coin"], meta["vs"], meta["freq"]) == (
+        "bitcoin-usd-1d", "bitcoin", "usd", "1d",
+    )  # fmt: skip
+    assert (meta["source"], meta["requested_source"], meta["simulated"]) == (
+        "coingecko", "coingecko", False,
+    )  # fmt: skip
+    ingested = datetime.fromisoformat(meta["last_ingest_at"])
+    assert ingested.tzinfo is not None and before <= ingested <= after
+    assert meta["rows"] == len(frame) == result.rows_total
+    assert meta["first_ds"] == frame["ds"].iloc[0].strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert meta["last_ds"] == frame["ds"].iloc[-1].strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert (meta["gap_count"], meta["gaps"]) == (0, [])  # the fake's daily series is complete
+    assert (meta["flag_count"], meta["flags"]) == (0, [])
+    assert meta["sha256"] == hashlib.sha256(result.path.read_bytes()).hexdigest()
+    assert meta["last_fetch"]["added"] == result.rows_added == len(frame)

@@ -15,11 +15,6 @@ from pipeline.series import SeriesId, freq_offset
 from tests.helpers.paths import TEST_DATA
 
 
-@pytest.fixture(autouse=True)
-def _no_logging_setup(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cli, "configure_logging", lambda *a, **k: None)
-
-
 @pytest.mark.parametrize(
     ("name", "layout", "rows", "first", "last", "freq"),
     [

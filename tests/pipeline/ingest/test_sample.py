@@ -18,11 +18,6 @@ BTC_1D = SeriesId("bitcoin", "usd", "1d")
 END = datetime(2024, 6, 1, 13, 45, tzinfo=UTC)
 
 
-@pytest.fixture(autouse=True)
-def _no_logging_setup(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cli, "configure_logging", lambda *a, **k: None)
-
-
 def test_sample_is_deterministic_for_a_seed():
     a = simulate(BTC_1D, 500, END, seed=42)
     b = simulate(BTC_1D, 500, END, seed=42)

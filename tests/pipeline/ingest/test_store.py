@@ -21,20 +21,15 @@ from pipeline.ingest.store import (
     write_raw,
 )
 from pipeline.series import SeriesId
+from tests.helpers.prices import raw_price_frame
 
 SERIES = SeriesId("bitcoin", "usd", "1h")
 
 
 def frame(hours: list[int], prices: list[float] | None = None) -> pd.DataFrame:
+    """Raw rows at the given hours of 2024-01-01 (UTC), priced 100 + hour unless given."""
     ds = pd.Timestamp("2024-01-01", tz="UTC") + pd.to_timedelta(hours, unit="h")
-    return pd.DataFrame(
-        {
-            "ds": ds,
-            "price": prices if prices is not None else [100.0 + h for h in hours],
-            "market_cap": np.nan,
-            "volume": np.nan,
-        }
-    )
+    return raw_price_frame(ds, prices if prices is not None else [100.0 + h for h in hours])
 
 
 @pytest.mark.parametrize(

@@ -7,11 +7,11 @@ import pandas as pd
 import pytest
 
 from pipeline.process.stationarity import choose_d, stationarity_report
+from tests.helpers.prices import price_series
 
 
 def prices(log_values: np.ndarray) -> pd.Series:
-    index = pd.date_range("2020-01-01", periods=len(log_values), freq="1D", tz="UTC")
-    return pd.Series(np.exp(log_values), index=index)
+    return price_series(log_values, log=True)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
