@@ -12,15 +12,17 @@ import pytest
 
 import compare_models
 from pipeline.artifacts.store import ArtifactStore
-from pipeline.config import get_settings
+from pipeline.evaluation.compare import CompareOptions
 from pipeline.forecasters import make_forecaster
 from pipeline.forecasters.baselines import Drift, Naive
 from pipeline.series import SeriesId
+from tests.helpers.exports import write_coingecko_export
 from tests.helpers.fakes import register
 from tests.helpers.paths import ROOT
 from tests.helpers.prices import random_walk_prices
 
 SERIES = SeriesId("bitcoin", "usd", "1d")
+pytestmark = pytest.mark.usefixtures("restore_root_logger")  # main() configures logging
 GATE = str(ROOT / "quality_gate.json")
 FAST = [
     "--models",
@@ -42,12 +44,7 @@ FAST = [
 @pytest.fixture
 def csv_export(tmp_path: Path) -> Path:
     """A CoinGecko-style "export CSV" of a simulated daily price path."""
-    y = random_walk_prices(500, seed=3)
-    path = tmp_path / "btc-usd.csv"
-    lines = ["snapped_at,price,market_cap,total_volume"]
-    lines += [f"{ds:%Y-%m-%d} 00:00:00 UTC,{p:.6f},0.0,0.0" for ds, p in y.items()]
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return write_coingecko_export(tmp_path / "btc-usd.csv", random_walk_prices(500, seed=3))
 
 
 @pytest.fixture
@@ -62,8 +59,14 @@ def loose_gate(tmp_path: Path) -> str:
 
 
 def _reports(root: Path) -> Path:
-    [folder] = list((root / "bitcoin-usd-1d").iterdir())
+    """The one report folder a single run wrote."""
+    [folder] = _folders(root)
     return folder
+
+
+def _folders(root: Path) -> set[Path]:
+    series_dir = root / "bitcoin-usd-1d"
+    return set(series_dir.iterdir()) if series_dir.is_dir() else set()
 
 
 def test_report_folder_holds_json_markdown_folds_and_plots(
@@ -170,6 +173,11 @@ def test_impossible_threshold_fails_the_gate(
     assert gate["passed"] is False
 
 
+def test_every_flag_is_an_option_with_the_same_default() -> None:
+    args = compare_models.build_parser().parse_args([])
+    assert CompareOptions(**vars(args)) == CompareOptions()
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
@@ -224,19 +232,22 @@ def test_gate_refuses_a_baseline_computed_on_other_data(
 
 
 def test_promote_needs_a_trained_model_then_promotes_it(
-    csv_export: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    csv_export: Path, tmp_path: Path, store: ArtifactStore, capsys: pytest.CaptureFixture[str]
 ) -> None:
     args = ["--data", str(csv_export), *FAST, "--promote", "--coverage-band", "0,1"]
     assert compare_models.main(args) == 2
     err = capsys.readouterr().err
     assert "no trained" in err and "python -m pipeline.train --coin bitcoin" in err
 
-    store = ArtifactStore(get_settings().models_dir)
+    first_report = _reports(tmp_path / "reports")  # written before promotion was refused
+
     y = random_walk_prices(500, seed=3)
     for name in ("naive", "drift"):
         store.write_version(SERIES, make_forecaster(name).fit(y), y, horizon=7)
     assert compare_models.main(args) == 0
-    champion = json.loads((_reports(tmp_path / "reports") / "comparison.json").read_text())
+    [second_report] = _folders(tmp_path / "reports") - {first_report}  # a folder of its own
+    champion = json.loads((second_report / "comparison.json").read_text())
+    assert f"report: {second_report}" in capsys.readouterr().out
     pointer = store.champion(SERIES)
     assert pointer is not None and pointer.model == champion["champion"]
     assert pointer.reason.startswith("compare_models: ")

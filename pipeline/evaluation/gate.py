@@ -1,6 +1,7 @@
 """The model-quality gate: committed thresholds, a committed baseline, and the rules between them.
 
-Rules (thresholds in ``quality_gate.json``):
+Rules (thresholds in ``quality_gate.json``; the built-in defaults and how they relate to champion
+selection are in :mod:`pipeline.evaluation.champion`):
 
 1. ``champion_vs_naive``: the champion's mean MASE <= naive's mean MASE x (1 + tolerance).
 2. ``champion_coverage_95``: the champion's empirical 95% coverage is inside the band.
@@ -30,6 +31,15 @@ import numpy as np
 import pandas as pd
 
 from pipeline.errors import UsageError
+from pipeline.evaluation.champion import (
+    BASELINE_MODEL,
+    GATE_BASELINE_MASE_TOLERANCE,
+    GATE_BASELINE_WINKLER_TOLERANCE,
+    GATE_CHAMPION_MASE_TOLERANCE,
+    GATE_COVERAGE_BAND,
+    GATE_MASE_SLACK,
+    TIE_TOLERANCE,
+)
 from pipeline.fileio import atomic_write_json
 
 BASELINE_SCHEMA = 1
@@ -39,10 +49,12 @@ BASELINE_METRICS = ("mase", "mae", "coverage_80", "coverage_95", "winkler_95")
 
 @dataclass(frozen=True)
 class GateConfig:
-    champion_mase_tolerance: float = 0.0
-    coverage_band: tuple[float, float] = (0.85, 0.99)
-    baseline_mase_tolerance: float = 0.01
-    baseline_winkler_tolerance: float = 0.02
+    """The gate's thresholds; the defaults are the values ``quality_gate.json`` ships with."""
+
+    champion_mase_tolerance: float = GATE_CHAMPION_MASE_TOLERANCE
+    coverage_band: tuple[float, float] = GATE_COVERAGE_BAND
+    baseline_mase_tolerance: float = GATE_BASELINE_MASE_TOLERANCE
+    baseline_winkler_tolerance: float = GATE_BASELINE_WINKLER_TOLERANCE
 
 
 def load_gate_config(path: Path) -> GateConfig:
@@ -128,9 +140,9 @@ def evaluate_gate(
     """Apply the rules to a backtest summary (per-model mean metrics)."""
     checks: list[GateCheck] = []
     notes: list[str] = []
-    if "naive" not in summary:
+    if BASELINE_MODEL not in summary:
         raise UsageError("the gate needs the naive baseline among the evaluated models")
-    champ, naive = summary[champion], summary["naive"]
+    champ, naive = summary[champion], summary[BASELINE_MODEL]
 
     tol = config.champion_mase_tolerance
     limit = naive["mase"] * (1 + tol)
@@ -138,7 +150,7 @@ def evaluate_gate(
     checks.append(
         GateCheck(
             "champion_vs_naive",
-            bool(value <= limit + 1e-12),
+            bool(value <= limit + GATE_MASE_SLACK),
             value,
             f"<= {limit:.4f}",
             f"champion {champion} mean MASE {value:.4f}, limit {limit:.4f} "
@@ -185,7 +197,7 @@ def evaluate_gate(
             base = float(base_models[model]["mase"])
             limit = base * (1 + btol)
             value = row["mase"]
-            ok = math.isfinite(value) and value <= limit + 1e-12
+            ok = math.isfinite(value) and value <= limit + GATE_MASE_SLACK
             checks.append(
                 GateCheck(
                     f"baseline_{model}",
@@ -203,7 +215,7 @@ def evaluate_gate(
                 continue
             limit = float(base_w) * (1 + wtol)
             value = row.get("winkler_95", math.nan)
-            ok = math.isfinite(value) and value <= limit + 1e-9 * max(1.0, abs(limit))
+            ok = math.isfinite(value) and value <= limit + TIE_TOLERANCE * max(1.0, abs(limit))
             checks.append(
                 GateCheck(
                     f"baseline_winkler_{model}",

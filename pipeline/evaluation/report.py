@@ -1,10 +1,21 @@
-"""The comparison report: ``comparison.json``, ``comparison.md``, ``folds.csv`` and PNG plots."""
+"""The comparison report: ``comparison.json``, ``comparison.md``, ``folds.csv`` and PNG plots.
+
+Each run gets a folder of its own, ``reports/<series>/<UTC time to the microsecond>Z-<random>/``
+(:func:`report_dir`): names sort by time and two runs never share one, even within the same
+microsecond. A report is written whole into a hidden temporary sibling (``.<name>.tmp``) and
+renamed into place, so a reader never sees half a report and a failed or interrupted run
+leaves none behind. The plots are drawn by :mod:`pipeline.evaluation.plots`.
+"""
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping, Sequence
+import os
+import secrets
+import shutil
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -12,8 +23,7 @@ from typing import Any
 import pandas as pd
 
 from pipeline.evaluation.backtest import BacktestResult
-from pipeline.evaluation.metrics import METRIC_KEYS
-from pipeline.fileio import atomic_open, atomic_write_csv, atomic_write_json, atomic_write_text
+from pipeline.fileio import atomic_write_csv, atomic_write_json, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -35,9 +45,13 @@ TABLE_COLUMNS: list[tuple[str, str, str]] = [
 
 
 def report_dir(reports_root: Path, series: str, now: datetime | None = None) -> Path:
-    """``reports/<series>/<UTC timestamp>/`` (not created)."""
-    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
-    return reports_root / series / stamp
+    """A fresh folder name, ``reports/<series>/20261121T101500123456Z-3fa2c1/`` (not created).
+
+    The UTC time (to the microsecond) keeps folders in creation order when sorted by name; the
+    random suffix keeps two runs apart even when their clocks read the same.
+    """
+    now = now or datetime.now(UTC)
+    return reports_root / series / f"{now:%Y%m%dT%H%M%S%fZ}-{secrets.token_hex(3)}"
 
 
 def _fmt(value: float, pattern: str) -> str:
@@ -81,6 +95,27 @@ def _json_float(value: Any) -> Any:
     return value
 
 
+@contextmanager
+def _new_folder(out_dir: Path) -> Iterator[Path]:
+    """A hidden temporary sibling of ``out_dir``, renamed to ``out_dir`` when the block succeeds
+    and removed when it fails, so ``out_dir`` appears complete or not at all."""
+    if out_dir.exists():
+        raise FileExistsError(f"report folder {out_dir} already exists: use report_dir()")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir.parent / f".{out_dir.name}.tmp"
+    tmp.mkdir()
+    try:
+        yield tmp
+        os.rename(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _utc_text(column: pd.Series) -> pd.Series:
+    return pd.to_datetime(column, utc=True).dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def write_report(
     result: BacktestResult,
     out_dir: Path,
@@ -93,25 +128,27 @@ def write_report(
     plots: bool = True,
     mase_tolerance: float = 0.0,
 ) -> dict[str, Path]:
-    """Write every report file into ``out_dir``; return name -> path."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """Write every report file into the new folder ``out_dir``; return name -> path.
+
+    ``out_dir`` must not exist yet (:func:`report_dir` gives a fresh one). The files are written
+    into a temporary sibling that is renamed to ``out_dir`` once complete: on any error (a plot
+    that fails, an interrupt) it is removed and ``out_dir`` never appears.
+    """
+    from pipeline.evaluation.plots import plot_forecasts, plot_mase_by_horizon
+
     summary = result.summary()
     by_h = result.by_horizon()
-    files: dict[str, Path] = {}
-
+    names = {"folds": "folds.csv", "fold_metrics": "fold_metrics.csv", "json": "comparison.json"}
+    if plots:
+        names |= {"forecasts_png": "forecasts.png", "mase_png": "mase_by_horizon.png"}
+    names["md"] = "comparison.md"
     folds = result.folds.copy()
     for col in ("origin", "ds"):
         if col in folds:
-            folds[col] = pd.to_datetime(folds[col], utc=True).dt.strftime("%Y-%m-%dT%H:%M:%SZ")
-    files["folds"] = out_dir / "folds.csv"
-    atomic_write_csv(files["folds"], folds)
-
+            folds[col] = _utc_text(folds[col])
     fm = result.fold_metrics.copy()
     for col in ("origin", "train_start"):
-        fm[col] = pd.to_datetime(fm[col], utc=True).dt.strftime("%Y-%m-%dT%H:%M:%SZ")
-    files["fold_metrics"] = out_dir / "fold_metrics.csv"
-    atomic_write_csv(files["fold_metrics"], fm)
-
+        fm[col] = _utc_text(fm[col])
     payload = {
         "series": result.series,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -136,20 +173,17 @@ def write_report(
         "gate": dict(gate) if gate is not None else None,
         "metric_definitions": METRIC_DEFINITIONS,
     }
-    files["json"] = out_dir / "comparison.json"
-    atomic_write_json(files["json"], payload)
-
-    if plots:
-        files["forecasts_png"] = out_dir / "forecasts.png"
-        plot_forecasts(result, files["forecasts_png"])
-        files["mase_png"] = out_dir / "mase_by_horizon.png"
-        plot_mase_by_horizon(by_h, files["mase_png"], result.series)
-
-    files["md"] = out_dir / "comparison.md"
-    atomic_write_text(
-        files["md"], _markdown(result, summary, by_h, champion, reason, data_source, gate, files)
-    )
-    return files
+    markdown = _markdown(result, summary, by_h, champion, reason, data_source, gate, plots)
+    with _new_folder(out_dir) as tmp:
+        atomic_write_csv(tmp / names["folds"], folds)
+        atomic_write_csv(tmp / names["fold_metrics"], fm)
+        atomic_write_json(tmp / names["json"], payload)
+        if plots:
+            plot_forecasts(result, tmp / names["forecasts_png"])
+            plot_mase_by_horizon(by_h, tmp / names["mase_png"], result.series)
+        atomic_write_text(tmp / names["md"], markdown)
+    logger.info("report written to %s", out_dir, extra={"series": result.series})
+    return {key: out_dir / name for key, name in names.items()}
 
 
 METRIC_DEFINITIONS: dict[str, str] = {
@@ -176,7 +210,7 @@ def _markdown(
     reason: str,
     data_source: str,
     gate: Mapping[str, Any] | None,
-    files: Mapping[str, Path],
+    plots: bool,
 ) -> str:
     p = result.protocol
     h = p.horizon
@@ -217,7 +251,7 @@ def _markdown(
             for c in gate["checks"]
         ]
         out.append("")
-    if "forecasts_png" in files:
+    if plots:
         out += [
             "## Plots",
             "",
@@ -238,126 +272,11 @@ def _markdown(
     return "\n".join(out)
 
 
-# -- plots ----------------------------------------------------------------------------------
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def plot_forecasts(result: BacktestResult, path: Path, last_origins: int = 3) -> None:
-    """A grid (rows: models, columns: the last origins): actuals, forecast, 80/95% bands."""
-    plt = _pyplot()
-    folds = result.folds
-    models = [m for m in result.models if m in set(folds.get("model", []))]
-    if not models:
-        return
-    origins = sorted(folds["origin"].unique())[-last_origins:]
-    summary = result.summary()
-    fig, axes = plt.subplots(
-        len(models),
-        len(origins),
-        figsize=(4.6 * len(origins), 2.5 * len(models) + 0.8),
-        squeeze=False,
-        sharex="col",
-        sharey="col",
-    )
-    for row, model in enumerate(models):
-        for col, origin in enumerate(origins):
-            ax = axes[row][col]
-            fold = folds[(folds["model"] == model) & (folds["origin"] == origin)].sort_values("ds")
-            if fold.empty:
-                ax.text(0.5, 0.5, "no forecast (failed)", ha="center", transform=ax.transAxes)
-                continue
-            ax.fill_between(
-                fold["ds"],
-                fold["lower_95"],
-                fold["upper_95"],
-                color="tab:blue",
-                alpha=0.15,
-                linewidth=0,
-                label="95% interval",
-            )
-            ax.fill_between(
-                fold["ds"],
-                fold["lower_80"],
-                fold["upper_80"],
-                color="tab:blue",
-                alpha=0.3,
-                linewidth=0,
-                label="80% interval",
-            )
-            ax.plot(fold["ds"], fold["mean"], color="tab:blue", linewidth=1.6, label="forecast")
-            ax.plot(fold["ds"], fold["actual"], color="black", linewidth=1.2, label="actual")
-            ax.axhline(
-                fold["last_price"].iloc[0],
-                color="grey",
-                linestyle=":",
-                linewidth=1,
-                label="last price before origin",
-            )
-            ax.grid(alpha=0.3)
-            if row == 0:
-                ax.set_title(f"origin {pd.Timestamp(origin):%Y-%m-%d %H:%M} UTC", fontsize=10)
-            if col == 0:
-                s = summary[model]
-                ax.set_ylabel(
-                    f"{model}\nMASE {s['mase']:.2f}, cov95 {s['coverage_95']:.0%}", fontsize=9
-                )
-            if row == len(models) - 1:
-                ax.tick_params(axis="x", labelrotation=30, labelsize=8)
-    height = 2.5 * len(models) + 1.0
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.suptitle(
-        f"{result.series}: forecasts at the last {len(origins)} origins (price)",
-        y=1 - 0.12 / height,
-    )
-    fig.legend(
-        handles,
-        labels,
-        loc="upper center",
-        ncol=5,
-        fontsize=9,
-        bbox_to_anchor=(0.5, 1 - 0.42 / height),
-    )
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.8 / height))
-    _save(fig, path, plt)
-
-
-def plot_mase_by_horizon(by_h: pd.DataFrame, path: Path, series: str) -> None:
-    """MASE (mean over origins) against the horizon step, one line per model."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    for model, part in by_h.groupby("model", sort=False):
-        ax.plot(part["step"], part["mase"], marker="o", markersize=3, label=str(model))
-    ax.axhline(
-        1.0, color="grey", linestyle="--", linewidth=1, label="MASE 1 (in-sample naive one-step)"
-    )
-    ax.set_xlabel("horizon step")
-    ax.set_ylabel("MASE (mean over origins)")
-    ax.set_title(f"{series}: error by horizon (lower is better)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    _save(fig, path, plt)
-
-
-def _save(fig: Any, path: Path, plt: Any) -> None:
-    with atomic_open(path, "wb") as fh:
-        fig.savefig(fh, format="png", dpi=110)
-    plt.close(fig)
-
-
 __all__ = [
     "METRIC_DEFINITIONS",
+    "TABLE_COLUMNS",
     "horizon_table",
     "metrics_table",
-    "plot_forecasts",
-    "plot_mase_by_horizon",
     "report_dir",
     "write_report",
-    "METRIC_KEYS",
 ]

@@ -1,10 +1,8 @@
-"""Training: holdout metrics, refit, artifacts, failures, champion, --until, CLI exit codes."""
+"""The training stage: holdout metrics, refit, artifacts, failures, the champion, --until."""
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -13,59 +11,16 @@ import pytest
 from pipeline.artifacts.store import CHAMPION_FILE, ArtifactStore
 from pipeline.config import Settings, get_settings
 from pipeline.errors import ProcessingError, UsageError
-from pipeline.evaluation.metrics import forecast_metrics
+from pipeline.evaluation.champion import training_champion
+from pipeline.evaluation.metrics import METRIC_KEYS, forecast_metrics
 from pipeline.forecasters import make_forecaster
 from pipeline.series import SeriesId
-from pipeline.train import cli as train_cli
 from pipeline.train import stage as train
 from tests.helpers import fakes
 from tests.helpers.prices import random_walk_prices
+from tests.helpers.processed import write_processed
 
 SERIES = SeriesId("bitcoin", "usd", "1d")
-
-
-def write_processed(
-    data_dir: Path,
-    y: pd.Series,
-    series: SeriesId = SERIES,
-    *,
-    train_start: pd.Timestamp | None = None,
-    source: str | None = "sample",
-    simulated: bool = True,
-) -> Path:
-    """A processed file and meta as the process stage writes them (only what training reads)."""
-    processed = data_dir / "processed"
-    processed.mkdir(parents=True, exist_ok=True)
-    frame = pd.DataFrame(
-        {
-            "ds": y.index.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "price": y.to_numpy(),
-            "imputed": False,
-        }
-    )
-    path = processed / f"{series.name}.csv"
-    frame.to_csv(path, index=False)
-    start = train_start if train_start is not None else y.index[0]
-    meta = {"series": series.name, "train_start": start.isoformat()}
-    (processed / f"{series.name}.meta.json").write_text(json.dumps(meta), "utf-8")
-    if source is not None:
-        raw = data_dir / "raw"
-        raw.mkdir(parents=True, exist_ok=True)
-        raw_meta = {"series": series.name, "source": source, "simulated": simulated}
-        (raw / f"{series.name}.meta.json").write_text(json.dumps(raw_meta), "utf-8")
-    return path
-
-
-@pytest.fixture
-def settings() -> Settings:
-    return get_settings()
-
-
-@pytest.fixture
-def y(settings: Settings) -> pd.Series:
-    prices = random_walk_prices(200)
-    write_processed(settings.data_dir, prices)
-    return prices
 
 
 def test_trains_scores_refits_and_promotes(settings: Settings, y: pd.Series) -> None:
@@ -93,10 +48,8 @@ def test_trains_scores_refits_and_promotes(settings: Settings, y: pd.Series) -> 
     assert loaded.forecaster is not None
     assert loaded.forecast["mean"].iloc[0] == pytest.approx(float(y.iloc[-1]))
     # champion: chosen by the selection rule on the backtest summary, not on the one holdout
-    from pipeline.evaluation.champion import select_champion
-
-    best, _ = select_champion({m: result.backtest[m] for m in sorted(result.backtest)})
-    assert result.champion == best
+    best, reason = training_champion(result.versions, result.backtest, result.metrics)
+    assert (result.champion, result.champion_reason) == (best, reason)
     assert result.champion_reason.startswith("selection backtest: ")
     champ = store.champion(SERIES)
     assert champ is not None
@@ -106,7 +59,8 @@ def test_trains_scores_refits_and_promotes(settings: Settings, y: pd.Series) -> 
 def test_too_short_to_backtest_falls_back_to_the_holdout(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    write_processed(settings.data_dir, random_walk_prices(30))  # < one 30-day horizon + history
+    # fewer points than one 30-day horizon plus history: no selection backtest
+    write_processed(settings.data_dir, random_walk_prices(30), SERIES)
     result = train.train_series(SERIES, settings, models=["naive", "drift"], holdout=5)
     assert result.backtest == {}
     assert result.champion is not None
@@ -140,7 +94,7 @@ def test_a_failing_model_is_recorded_and_the_rest_is_promoted(
     assert "broken failed: RuntimeError: simulated fit failure" in caplog.text
 
 
-def test_every_model_failing_leaves_the_champion_and_exits_1(
+def test_every_model_failing_leaves_the_champion_unchanged(
     settings: Settings, y: pd.Series, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     first = train.train_series(SERIES, settings, models=["naive"], holdout=10)
@@ -153,11 +107,10 @@ def test_every_model_failing_leaves_the_champion_and_exits_1(
     assert set(result.failures) == {"naive", "broken"}
     assert pointer.read_bytes() == before
     assert first.champion == "naive"
-    assert train_cli.main(["--coin", "bitcoin", "--freq", "1d", "--models", "broken"]) == 1
 
 
 def test_too_short_for_the_holdout_is_a_recorded_failure(settings: Settings) -> None:
-    write_processed(settings.data_dir, random_walk_prices(12))
+    write_processed(settings.data_dir, random_walk_prices(12), SERIES)
     result = train.train_series(SERIES, settings, models=["naive"], holdout=12)
     assert "cannot hold out 12" in result.failures["naive"]
     assert not result.ok
@@ -168,7 +121,7 @@ def test_until_excludes_data_at_and_after_the_date(settings: Settings, y: pd.Ser
     # poison the future: any look-ahead would show up in the metrics and the forecast
     poisoned = y.copy()
     poisoned[poisoned.index >= until] = 1e9
-    write_processed(settings.data_dir, poisoned)
+    write_processed(settings.data_dir, poisoned, SERIES)
     result = train.train_series(SERIES, settings, models=["naive"], until=until, holdout=10)
     meta = result.versions["naive"]
     assert meta.training.last_ds == datetime(2021, 4, 30, tzinfo=UTC)
@@ -187,7 +140,7 @@ def test_train_window_keeps_the_last_n_points(settings: Settings, y: pd.Series) 
 
 def test_training_starts_after_the_last_long_gap(settings: Settings) -> None:
     prices = random_walk_prices(200)
-    write_processed(settings.data_dir, prices, train_start=prices.index[80])
+    write_processed(settings.data_dir, prices, SERIES, train_start=prices.index[80])
     result = train.train_series(SERIES, settings, models=["naive"], holdout=5)
     assert result.versions["naive"].training.first_ds == prices.index[80]
 
@@ -207,23 +160,42 @@ def test_no_promote_writes_versions_only(settings: Settings, y: pd.Series) -> No
 
 
 def test_missing_raw_meta_means_unknown_source(settings: Settings) -> None:
-    write_processed(settings.data_dir, random_walk_prices(60), source=None)
+    write_processed(settings.data_dir, random_walk_prices(60), SERIES, source=None)
     result = train.train_series(SERIES, settings, models=["naive"], holdout=5)
     assert result.versions["naive"].data_source is None
     assert result.versions["naive"].extra["simulated"] is False
 
 
-def test_order_goes_to_arima_only() -> None:
-    assert train.model_params("arima", (1, 1, 0)) == {"order": (1, 1, 0)}
-    assert train.model_params("naive", (1, 1, 0)) == {}
-    assert train.model_params("arima", None) == {}
+def test_metrics_are_finite_numbers(settings: Settings, y: pd.Series) -> None:
+    result = train.train_series(SERIES, settings, models=["naive", "drift"], holdout=10)
+    for model in ("naive", "drift"):
+        holdout = result.metrics[model]
+        assert sorted(holdout) == sorted(METRIC_KEYS)  # every documented metric, no other
+        assert all(isinstance(v, float) and np.isfinite(v) for v in holdout.values()), holdout
+        assert result.versions[model].metrics == pytest.approx(holdout)
+        backtest = result.backtest[model]
+        assert set(METRIC_KEYS) <= set(backtest)
+        assert np.isfinite([backtest[k] for k in METRIC_KEYS]).all(), backtest
+        assert backtest["n_folds"] >= 1 and backtest["failed_folds"] == 0
+    # values a forecast cannot get wrong: shares are in [0, 1], errors and widths positive
+    naive = result.metrics["naive"]
+    assert 0 <= naive["coverage_80"] <= naive["coverage_95"] <= 1
+    assert 0 < naive["width_80"] < naive["width_95"]
+    assert naive["mae"] > 0 and naive["rmse"] >= naive["mae"] and naive["mase"] > 0
+
+
+def test_short_history_holds_out_a_quarter(settings: Settings) -> None:
+    write_processed(settings.data_dir, random_walk_prices(40), SERIES)
+    result = train.train_series(SERIES, settings, models=["naive"])
+    assert result.versions["naive"].extra["holdout"] == 10
+    assert train.default_holdout(1000, 30) == 30 and train.default_holdout(2, 30) == 1
 
 
 @pytest.mark.slow  # starts joblib worker processes
 def test_parallel_fits_across_series(settings: Settings) -> None:
     """Two series x two models on two worker processes (real joblib/loky)."""
     hourly = SeriesId("bitcoin", "usd", "1h")
-    write_processed(settings.data_dir, random_walk_prices(150))
+    write_processed(settings.data_dir, random_walk_prices(150), SERIES)
     write_processed(settings.data_dir, random_walk_prices(300, freq="1h", seed=1), hourly)
     results = train.train_many(
         [SERIES, hourly], settings, models=["naive", "drift"], holdout=10, n_jobs=2
@@ -234,80 +206,6 @@ def test_parallel_fits_across_series(settings: Settings) -> None:
         assert result.failures == {} and set(result.versions) == {"naive", "drift"}
         assert store.champion(result.series) is not None
     assert results[1].versions["naive"].horizon == settings.horizon("1h")
-
-
-# -- CLI ------------------------------------------------------------------------------------
-def test_cli_trains_and_prints_metrics(
-    settings: Settings, y: pd.Series, capsys: pytest.CaptureFixture[str]
-) -> None:
-    code = train_cli.main(
-        ["--coin", "bitcoin", "--freq", "1d", "--models", "naive,drift", "--holdout", "10"]
-    )
-    assert code == 0
-    out = capsys.readouterr().out
-    assert "bitcoin-usd-1d (200 points)" in out
-    assert "champion:" in out and "naive" in out and "drift" in out
-    assert ArtifactStore(settings.models_dir).champion(SERIES) is not None
-
-
-def test_cli_models_dir_and_until(y: pd.Series, tmp_path: Path) -> None:
-    target = tmp_path / "elsewhere"
-    args = ["--coin", "bitcoin", "--freq", "1d", "--models", "naive", "--holdout", "5"]
-    assert train_cli.main([*args, "--models-dir", str(target), "--until", "2021-03-01"]) == 0
-    (series_dir,) = target.iterdir()
-    champ = json.loads((series_dir / CHAMPION_FILE).read_text("utf-8"))
-    meta = json.loads(
-        (series_dir / "naive" / champ["version"] / "metadata.json").read_text("utf-8")
-    )
-    assert meta["training"]["last_ds"].startswith("2021-02-28")
-
-
-@pytest.mark.parametrize(
-    "argv",
-    [
-        ["--models", "nope"],
-        ["--order", "1,1"],
-        ["--freq", "2h"],
-        ["--coin", "Bitcoin!"],
-        ["--holdout", "0"],
-        ["--train-window", "0"],
-        ["--until", "not-a-date"],
-    ],
-)
-def test_cli_usage_errors_exit_2(y: pd.Series, argv: list[str]) -> None:
-    assert train_cli.main(["--coin", "bitcoin", "--freq", "1d", *argv]) == 2
-
-
-def test_cli_missing_processed_data_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
-    assert train_cli.main(["--coin", "bitcoin", "--freq", "1d", "--models", "naive"]) == 1
-    assert "processed data not found" in capsys.readouterr().err
-    with pytest.raises(ProcessingError):
-        train.training_series(SERIES, get_settings())
-
-
-def test_metrics_are_finite_numbers(settings: Settings, y: pd.Series) -> None:
-    result = train.train_series(SERIES, settings, models=["naive"], holdout=10)
-    values = np.array(list(result.metrics["naive"].values()), dtype=float)
-    assert np.isfinite(values).all()
-
-
-def test_short_history_holds_out_a_quarter(settings: Settings) -> None:
-    write_processed(settings.data_dir, random_walk_prices(40))
-    result = train.train_series(SERIES, settings, models=["naive"])
-    assert result.versions["naive"].extra["holdout"] == 10
-    assert train.default_holdout(1000, 30) == 30 and train.default_holdout(2, 30) == 1
-
-
-def test_progress_bar_on_a_terminal(
-    settings: Settings,
-    y: pd.Series,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    monkeypatch.setattr(train.sys.stderr, "isatty", lambda: True)
-    train.train_series(SERIES, settings, models=["naive", "drift"], holdout=5)
-    err = capsys.readouterr().err
-    assert "training" in err and "2/2" in err
 
 
 @pytest.mark.slow
@@ -323,3 +221,21 @@ def test_fixed_arima_order_reaches_the_artifact_and_reloads(
     pd.testing.assert_frame_equal(
         loaded.forecaster.predict(meta.horizon), loaded.forecast, check_freq=False
     )
+
+
+def test_missing_processed_data_is_a_processing_error() -> None:
+    with pytest.raises(ProcessingError, match="processed data not found"):
+        train.training_series(SERIES, get_settings())
+
+
+def test_the_served_horizon_reaches_the_calibrated_models(
+    y: pd.Series, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HORIZON_1D", "7")
+    get_settings.cache_clear()
+    settings = get_settings()
+    result = train.train_series(SERIES, settings, models=["conformal_naive"], holdout=7)
+    assert result.failures == {}
+    meta = result.versions["conformal_naive"]
+    assert meta.horizon == 7 and meta.params["horizon"] == 7
+    assert "horizon" not in result.versions["naive"].params

@@ -1,0 +1,234 @@
+"""The champion and promotion decision: eligibility, selection, ties, training's fallback,
+compare_models' gate, not-worse-than-serving and the bootstrap champion."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from pipeline.config import get_settings
+from pipeline.errors import UsageError
+from pipeline.evaluation import champion as rule
+from pipeline.evaluation.champion import (
+    GateDecision,
+    bootstrap,
+    decide,
+    decide_comparison,
+    ensure_naive,
+    select_champion,
+    training_champion,
+    worse_than_serving,
+)
+from pipeline.evaluation.gate import GateConfig
+from pipeline.series import SeriesId
+from tests.helpers.backtests import summary_row as row
+
+SERIES = SeriesId("bitcoin", "usd", "1d")
+
+
+def _winner(candidate: dict[str, float], mase_tolerance: float = 0.0) -> str:
+    """The champion when ``candidate`` competes with a calibrated naive (default rule)."""
+    metrics = {"naive": row(1.0, 0.95, 0, winkler=100.0), "cand": candidate}
+    return select_champion(metrics, mase_tolerance=mase_tolerance)[0]
+
+
+# -- the thresholds, by their effect ----------------------------------------------------------
+@pytest.mark.parametrize(
+    ("coverage", "wins"),
+    [(0.899, False), (0.8999999, False), (0.90, True), (0.95, True), (0.99, True), (0.991, False)],
+)
+def test_default_coverage_band_admits_90_to_99_percent(coverage: float, wins: bool) -> None:
+    assert _winner(row(1.0, coverage, 1, winkler=90.0)) == ("cand" if wins else "naive")
+
+
+@pytest.mark.parametrize(
+    ("mase", "wins"), [(1.0 + 1e-6, False), (1.0 + 1e-12, True), (1.0, True), (0.9, True)]
+)
+def test_default_mase_rule_rejects_anything_measurably_worse_than_naive(
+    mase: float, wins: bool
+) -> None:
+    assert _winner(row(mase, 0.95, 1, winkler=90.0)) == ("cand" if wins else "naive")
+
+
+def test_a_mase_tolerance_admits_models_up_to_that_fraction_worse() -> None:
+    assert _winner(row(1.049, 0.95, 1, winkler=90.0), mase_tolerance=0.05) == "cand"
+    assert _winner(row(1.051, 0.95, 1, winkler=90.0), mase_tolerance=0.05) == "naive"
+
+
+def test_winkler_scores_within_the_tie_tolerance_go_to_the_simpler_model() -> None:
+    # naive (complexity 0) ties within 1e-9 relative; a 1e-6 lower score is a real win
+    assert _winner(row(1.0, 0.95, 1, winkler=100.0 - 1e-8)) == "naive"
+    assert _winner(row(1.0, 0.95, 1, winkler=100.0 - 1e-4)) == "cand"
+
+
+def test_holdout_band_lets_any_coverage_compete_on_one_holdout() -> None:
+    holdout = {"naive": row(1.0, 1.0, 0, winkler=100.0), "drift": row(0.9, 0.0, 1, winkler=90.0)}
+    assert select_champion(holdout)[0] == "naive"  # the backtest band would exclude both
+    champion, reason = training_champion(["drift", "naive"], {}, holdout)
+    assert champion == "drift"
+    assert reason.startswith("holdout (too little data to backtest): drift wins (rule: mean MASE")
+    assert "95% coverage inside 0%–100%" in reason
+
+
+def test_the_gate_is_looser_than_selection_so_a_chosen_champion_passes_it() -> None:
+    lo, hi = rule.SELECTION_COVERAGE_BAND
+    g_lo, g_hi = rule.GATE_COVERAGE_BAND
+    assert g_lo <= lo <= hi <= g_hi
+    assert rule.GATE_CHAMPION_MASE_TOLERANCE >= rule.SELECTION_MASE_TOLERANCE
+    for coverage in (lo, hi):
+        metrics = {"naive": row(1.0, 0.95, 0), "cand": row(1.0, coverage, 1, winkler=90.0)}
+        decision = decide_comparison("x", metrics, gate_config=GateConfig())
+        assert decision.champion == "cand" and decision.gate is not None
+        assert decision.gate.passed and decision.promotable
+
+
+# -- selection ------------------------------------------------------------------------------
+def test_lowest_winkler_wins_among_calibrated_models_not_worse_than_naive() -> None:
+    metrics = {
+        "naive": row(1.0, 0.95, 0, winkler=100.0),
+        "garch": row(1.0, 0.94, 2, winkler=97.0),
+        "ensemble": row(0.999, 0.96, 3, winkler=98.0),
+        "drift": row(1.01, 0.95, 1, winkler=90.0),  # sharpest, but worse than naive in MASE
+        "prophet": row(0.5, 0.40, 3, winkler=300.0),  # best MASE, useless intervals
+    }
+    name, reason = select_champion(metrics)
+    assert name == "garch"
+    assert reason.startswith(
+        "garch wins (rule: mean MASE <= naive's and 95% coverage inside 90%–99%, "
+        "then the lowest Winkler-95 score wins): MASE 1.000 (1.000x naive), "
+        "95% coverage 94.0%, Winkler-95 97 (0.970x naive)"
+    )
+    assert "runner-up ensemble: MASE 0.999 (0.999x naive), 95% coverage 96.0%, " in reason
+    assert "other eligible: naive" in reason
+    assert "MASE worse than naive's 1.000: drift 1.010" in reason
+    assert "95% coverage outside 90%–99%: prophet 40.0%" in reason
+    # A 2% MASE tolerance lets drift compete, and its Winkler score is the lowest.
+    name, reason = select_champion(metrics, mase_tolerance=0.02)
+    assert name == "drift" and "mean MASE <= naive's + 2.0%" in reason
+
+
+def test_lower_mase_with_miscalibrated_bands_loses_to_a_calibrated_model() -> None:
+    metrics = {
+        "naive": row(1.0, 0.88, 0, winkler=120.0),  # under-covers: not eligible itself
+        "arima": row(0.90, 0.80, 2, winkler=95.0),  # lower MASE and Winkler, bands too narrow
+        "conformal_naive": row(1.0, 0.95, 1, winkler=110.0),
+    }
+    name, reason = select_champion(metrics)
+    assert name == "conformal_naive"
+    assert "95% coverage outside 90%–99%: naive 88.0%, arima 80.0%" in reason
+    assert "no other model is eligible" in reason
+    # Widen the band and arima (lower MASE, lower Winkler) takes it.
+    assert select_champion(metrics, coverage_band=(0.75, 0.99))[0] == "arima"
+
+
+def test_ties_go_to_the_simpler_model_and_failures_are_excluded() -> None:
+    metrics = {"naive": row(1.0, 0.95, 0), "garch": row(1.0, 0.95, 2, winkler=100 + 1e-10)}
+    name, reason = select_champion(metrics)
+    assert name == "naive" and "tied in Winkler-95 with garch: the simpler model wins" in reason
+    metrics = {"naive": row(1.0, 0.95, 0), "arima": row(0.5, 0.95, 2, failed=1, winkler=1.0)}
+    name, reason = select_champion(metrics)
+    assert name == "naive" and "arima failed at 1 origin(s)" in reason
+    metrics = {"naive": row(1.0, 0.95, 0), "odd": row(0.9, 0.95, 1, winkler=math.nan)}
+    assert "odd has no Winkler-95 score" in select_champion(metrics)[1]
+    metrics = {"naive": row(1.0, 0.95, 0), "blank": row(math.nan, 0.95, 1)}
+    assert "blank has no MASE" in select_champion(metrics)[1]
+
+
+def test_naive_wins_when_no_model_is_eligible() -> None:
+    metrics = {
+        "naive": row(1.0, 0.5, 0, winkler=200.0),
+        "arima": row(0.8, 0.6, 2, winkler=150.0),
+        "drift": row(1.2, 0.95, 1, winkler=90.0),
+    }
+    name, reason = select_champion(metrics)
+    assert name == "naive"
+    assert reason == (
+        "no model is eligible (rule: mean MASE <= naive's and 95% coverage inside 90%–99%, "
+        "then the lowest Winkler-95 score wins); MASE worse than naive's 1.000: drift 1.200; "
+        "95% coverage outside 90%–99%: naive 50.0%, arima 60.0%; the naive baseline wins by "
+        "default (MASE 1.000, 95% coverage 50.0%, Winkler-95 200)"
+    )
+
+
+def test_the_rule_needs_the_naive_baseline() -> None:
+    with pytest.raises(UsageError, match="compares every model with the naive baseline"):
+        select_champion({"arima": row(1.0, 0.95, 2)})
+    with pytest.raises(UsageError, match="no model results"):
+        select_champion({})
+    assert ensure_naive(["drift"]) == ["naive", "drift"]
+    assert ensure_naive(["drift", "naive"]) == ["drift", "naive"]
+
+
+def test_complexity_comes_from_the_forecaster_when_the_metrics_lack_it() -> None:
+    metrics = {"naive": row(1.0, 0.95), "drift": row(1.0, 0.95)}
+    for m in metrics.values():
+        del m["complexity"]
+    assert select_champion(metrics)[0] == "naive"  # registry: naive is simpler than drift
+
+
+# -- training -------------------------------------------------------------------------------
+def test_training_judges_the_trained_models_on_the_selection_backtest() -> None:
+    backtest = {
+        "naive": row(1.0, 0.95, 0, winkler=100.0),
+        "drift": row(1.0, 0.95, 1, winkler=90.0),
+        "garch": row(1.0, 0.95, 2, winkler=50.0),  # backtested, but its fit failed: no version
+    }
+    holdout = {"naive": row(9.0, 0.0), "drift": row(0.1, 1.0)}
+    champion, reason = training_champion(["naive", "drift"], backtest, holdout)
+    assert champion == "drift"
+    assert reason.startswith("selection backtest: drift wins (rule: mean MASE")
+    assert "garch" not in reason
+
+
+# -- compare_models -------------------------------------------------------------------------
+def test_comparison_without_a_gate_is_promotable_and_a_failed_gate_is_not() -> None:
+    metrics = {"naive": row(1.0, 0.95, 0), "drift": row(0.9, 0.95, 1, winkler=90.0)}
+    plain = decide_comparison("x", metrics)
+    assert (plain.champion, plain.gate, plain.promotable) == ("drift", None, True)
+    strict = GateConfig(champion_mase_tolerance=-0.5)
+    gated = decide_comparison("x", metrics, gate_config=strict)
+    assert gated.champion == "drift" and gated.gate is not None
+    assert [c.rule for c in gated.gate.failures()] == ["champion_vs_naive"]
+    assert not gated.promotable
+
+
+# -- the nightly promotion ------------------------------------------------------------------
+def test_candidate_may_be_worse_than_serving_only_within_the_tolerance() -> None:
+    summary = {"drift": row(1.0, 0.95), "arima": row(1.02, 0.95), "garch": row(1.0201, 0.95)}
+    assert worse_than_serving(summary, "arima", "drift", 0.02) is None
+    assert worse_than_serving(summary, "garch", "drift", 0.02) == (
+        "candidate garch MASE 1.0201 is worse than the serving champion's model drift "
+        "(1.0000) beyond the 2% tolerance"
+    )
+    assert worse_than_serving(summary, "garch", None, 0.02) is None  # nothing served
+    assert worse_than_serving(summary, "garch", "prophet", 0.02) is None  # not evaluated
+
+
+def test_decide_applies_the_gate_then_the_serving_rule() -> None:
+    settings = get_settings()
+    assert settings.promotion_tolerance == rule.DEFAULT_PROMOTION_TOLERANCE
+    summary = {
+        "naive": row(1.0, 0.95, 0, winkler=100.0),
+        "drift": row(1.0, 0.95, 1, winkler=90.0),
+    }
+    passed = decide(SERIES, summary, settings, serving_model=None)
+    assert (passed.candidate, passed.passed) == ("drift", True)
+    assert passed.reason.startswith("passed the quality gate; drift wins")
+    summary["naive"]["coverage_95"] = summary["drift"]["coverage_95"] = 0.5
+    failed = decide(SERIES, summary, settings, serving_model=None)
+    assert (failed.candidate, failed.passed) == ("naive", False)
+    assert failed.reason == (
+        "quality gate failed: champion naive 95% coverage 0.500, band [0.85, 0.99]"
+    )
+
+
+def test_bootstrap_serves_naive_only_when_nothing_is_served_yet() -> None:
+    rejected = GateDecision("drift", False, "quality gate failed: x", {"naive": row(1.0, 0.5)})
+    first = bootstrap(rejected, None, {"naive", "drift"})
+    assert first is not None and (first.candidate, first.passed) == ("naive", True)
+    assert first.reason == "bootstrap: no champion yet, serving naive; quality gate failed: x"
+    assert first.summary == rejected.summary
+    assert bootstrap(rejected, "drift", {"naive", "drift"}) is None  # a champion is served
+    assert bootstrap(rejected, None, {"drift"}) is None  # naive was not trained
+    assert bootstrap(GateDecision("drift", True, "ok"), None, {"naive"}) is None
