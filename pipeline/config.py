@@ -13,6 +13,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from pipeline.errors import UsageError
+from pipeline.evaluation.champion import DEFAULT_PROMOTION_TOLERANCE
 from pipeline.series import FREQUENCY_TABLE, SeriesId, check_coin, check_vs, frequency
 
 _NAMED_SOURCES = ("auto", "coingecko", "sample")
@@ -99,7 +100,9 @@ class Settings(BaseSettings):
         8, ge=1, le=200, description="origins of the selection backtest (training and the gate)"
     )
     backtest_window: int = Field(1000, ge=10, description="points each selection-backtest fit sees")
-    promotion_tolerance: float = Field(0.02, ge=0, description="allowed relative MASE worsening")
+    promotion_tolerance: float = Field(
+        DEFAULT_PROMOTION_TOLERANCE, ge=0, description="allowed relative MASE worsening"
+    )
     api_url: str | None = None
     alert_webhook_url: str | None = None
     scheduler_metrics_port: int = Field(9100, ge=0, le=65535, description="0 disables")

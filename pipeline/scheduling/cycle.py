@@ -33,7 +33,7 @@ from tenacity import (
 from pipeline.artifacts.store import ArtifactStore
 from pipeline.config import Settings
 from pipeline.errors import IngestError, PipelineError
-from pipeline.evaluation.champion import GateDecision, backtest_gate
+from pipeline.evaluation.champion import GateDecision, backtest_gate, bootstrap
 from pipeline.scheduling.history import (
     CycleRecord,
     SeriesOutcome,
@@ -204,15 +204,15 @@ def run_series(
                 series, decision.candidate, meta.version, reason=f"scheduler: {decision.reason}"
             )
             outcome.status = "promoted"
-        elif serving is None and "naive" in result.versions:
-            # Nothing is served yet: the naive baseline is the safe first champion (it is the
-            # yardstick every candidate must beat), so the API is not left without a model.
+        elif (first := bootstrap(decision, serving_model, result.versions)) is not None:
             stage = "promote"
-            naive = result.versions["naive"]
-            outcome.reason = f"bootstrap: no champion yet, serving naive; {decision.reason}"
-            store.promote(series, "naive", naive.version, reason=f"scheduler: {outcome.reason}")
-            outcome.candidate, outcome.version = "naive", naive.version
-            outcome.metrics = dict(decision.summary.get("naive", {}))
+            first_meta = result.versions[first.candidate]
+            outcome.reason = first.reason
+            store.promote(
+                series, first.candidate, first_meta.version, reason=f"scheduler: {first.reason}"
+            )
+            outcome.candidate, outcome.version = first.candidate, first_meta.version
+            outcome.metrics = dict(first.summary.get(first.candidate, {}))
             outcome.status = "promoted"
         else:
             outcome.status = "rejected"
