@@ -29,6 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy import stats
 
 from pipeline.evaluation.metrics import winkler_score
@@ -43,7 +44,7 @@ __all__ = [
 ]
 
 
-def pinball_loss(actual: np.ndarray, quantile: np.ndarray, tau: float) -> np.ndarray:
+def pinball_loss(actual: ArrayLike, quantile: ArrayLike, tau: float) -> np.ndarray:
     """Quantile (pinball) loss of each point for the ``tau`` quantile forecast ``quantile``."""
     if not 0.0 < tau < 1.0:
         raise ValueError(f"tau must be inside (0, 1), got {tau}")
@@ -53,9 +54,9 @@ def pinball_loss(actual: np.ndarray, quantile: np.ndarray, tau: float) -> np.nda
 
 
 def weighted_interval_score(
-    actual: np.ndarray,
-    median: np.ndarray,
-    intervals: Mapping[int, tuple[np.ndarray, np.ndarray]],
+    actual: ArrayLike,
+    median: ArrayLike,
+    intervals: Mapping[int, tuple[ArrayLike, ArrayLike]],
 ) -> np.ndarray:
     """WIS of each point; ``intervals`` maps a central level (80, 95) to ``(lower, upper)``."""
     if not intervals:
