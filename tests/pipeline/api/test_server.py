@@ -15,7 +15,9 @@ def test_one_worker_needs_no_multiprocess_folder() -> None:
 
 
 def test_several_workers_get_a_fresh_folder(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    # setenv first, so that monkeypatch removes the variable prepare_multiprocess_dir sets
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "")
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR")
     folder = prepare_multiprocess_dir(2, None)
     assert folder is not None and folder.is_dir() and not any(folder.iterdir())
     assert os.environ["PROMETHEUS_MULTIPROC_DIR"] == str(folder)
