@@ -35,7 +35,9 @@ in log price and transformed back to prices.
 Where each step lives: :mod:`~pipeline.forecasters.arima_search` (choosing ``d``, the CSS
 stepwise search), :mod:`~pipeline.forecasters.arima_state_space` (the exact fit, the closed-form
 ARIMA(0, d, 0), the state-space forecast) and this module (the :class:`AutoARIMA` forecaster that
-runs them, its fallback and its saved state).
+runs them, its fallback and its saved state). ``coefficients`` (with a fixed ``order`` and
+``constant``) skips estimation: the model is only filtered with them. ``update`` Kalman-filters
+the stored state on through the new log prices with the fitted coefficients.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ from pipeline.forecasters.arima_search import (
 )
 from pipeline.forecasters.arima_state_space import (
     ExactFit,
+    extend_state,
     fit_exact,
     single_blas_thread,
     state_space_forecast,
@@ -101,6 +104,7 @@ class AutoARIMA(Forecaster):
     min_points: ClassVar[int] = 30
     libraries: ClassVar[tuple[str, ...]] = ("statsmodels",)
     complexity: ClassVar[int] = 2
+    updatable: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -115,8 +119,11 @@ class AutoARIMA(Forecaster):
         max_models: int = 30,
         refine: int = 2,
         maxiter: int = 50,
+        coefficients: Sequence[float] | None = None,
     ) -> None:
         fixed = parse_order(order)
+        if coefficients is not None and (fixed is None or constant is None):
+            raise UsageError("arima: fixed coefficients need a fixed order and constant")
         if test not in {"kpss", "adf"}:
             raise UsageError(f"arima: unknown unit-root test {test!r}: use kpss or adf")
         if max_models < 1 or refine < 1:
@@ -135,6 +142,7 @@ class AutoARIMA(Forecaster):
             max_models=max_models,
             refine=refine,
             maxiter=maxiter,
+            coefficients=None if coefficients is None else [float(v) for v in coefficients],
         )
 
     def fitted_params(self) -> dict[str, Any]:
@@ -152,6 +160,9 @@ class AutoARIMA(Forecaster):
         counter = WarningCounter()
         logy = np.log(y.to_numpy())
         fixed = parse_order(self.params["order"])
+        if fixed is not None and self.params.get("coefficients") is not None:
+            self._filter_fixed(logy, fixed, counter, started)
+            return
         if fixed is not None:
             d, tests = fixed[1], list[dict[str, float]]()
         else:
@@ -236,6 +247,47 @@ class AutoARIMA(Forecaster):
             self.fit_info_["n_models"],
             counter.by_category or 0,
         )
+
+    def _filter_fixed(
+        self,
+        logy: np.ndarray,
+        order: tuple[int, int, int],
+        counter: WarningCounter,
+        started: float,
+    ) -> None:
+        """Fit with the given order, constant and coefficients: the Kalman filter only."""
+        constant = bool(self.params["constant"])
+        coefficients = np.asarray(self.params["coefficients"], dtype=float)
+        expected = int(constant) + order[0] + order[2] + 1
+        fit = None
+        if coefficients.size == expected:
+            fit = fit_exact(
+                logy, order, constant, start=None, maxiter=0, counter=counter, params=coefficients
+            )
+        if fit is None:
+            raise ForecastError(
+                f"{self.name}: ARIMA{order} cannot be filtered with coefficients "
+                f"{coefficients.tolist()} (expected [intercept,] ar, ma, sigma2)"
+            )
+        self.state_ = fit.state
+        self.fit_info_ = {
+            "order": list(order),
+            "constant": constant,
+            "trend": ("mean" if order[1] == 0 else "drift") if constant else "none",
+            "aicc": round(fit.aicc, 4),
+            "selection": "fixed_coefficients",
+            "d_tests": [],
+            "n_models": 1,
+            "n_warnings": counter.total,
+            "fallback": False,
+            "fit_seconds": round(time.perf_counter() - started, 3),
+        }
+
+    def _update(self, y_new: pd.Series) -> None:
+        try:
+            self.state_ = extend_state(self.state_, np.log(y_new.to_numpy()))
+        except ValueError as exc:
+            raise ForecastError(f"{self.name}: cannot filter the new data: {exc}") from exc
 
     def _candidates(
         self,

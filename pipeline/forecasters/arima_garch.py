@@ -12,10 +12,18 @@ The k-step forecast error of the log price is ``sum_{j<k} psi_j e_{T+k-j}``, whe
 the MA(inf) weights of the ARIMA model (integration included) and ``e`` the GARCH shocks. Its
 quantiles come from simulated GARCH shock paths pushed through the ``psi`` weights (fixed seed,
 antithetic shocks); step 1 uses the exact Student-t quantile.
+
+``arima_params`` with ``order``, ``constant`` and ``coefficients`` and ``fixed_params`` (the
+GARCH parameters of :data:`~pipeline.forecasters.garch.FIXABLE`) fix both stages: nothing is
+estimated, the filters only run. :meth:`~pipeline.forecasters.base.Forecaster.update` does the
+same through the new prices: the ARIMA state is Kalman-filtered on, the residual recursion is
+continued from the stored tail (last log prices and residuals), and the GARCH variance
+recursion is run through the new residuals.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -25,16 +33,19 @@ from typing import Any, ClassVar, cast
 
 import numpy as np
 import pandas as pd
-from scipy.signal import lfilter
+from scipy.signal import lfilter, lfiltic
 
-from pipeline.errors import ForecastError
+from pipeline.errors import ForecastError, UsageError
 from pipeline.forecasters.arima import AutoARIMA
 from pipeline.forecasters.arima_state_space import state_space_forecast
 from pipeline.forecasters.base import Forecaster
 from pipeline.forecasters.composite import load_member, save_member
 from pipeline.forecasters.garch import (
+    FIXABLE,
     GarchParams,
     choose_scale,
+    extend_garch,
+    filter_garch,
     fit_garch,
     quantile_paths,
     simulate_shocks,
@@ -67,6 +78,21 @@ def arma_residuals(w: np.ndarray, c: float, ar: np.ndarray, ma: np.ndarray) -> n
     return np.asarray(lfilter([1.0], np.r_[1.0, ma], u), dtype=float)
 
 
+def continue_residuals(
+    w: np.ndarray, resid: np.ndarray, c: float, ar: np.ndarray, ma: np.ndarray
+) -> np.ndarray:
+    """Residuals of the values ``w[ar.size:]`` given the ``ar.size`` values of ``w`` before
+    them and the last ``ma.size`` residuals ``resid`` (oldest first): :func:`arma_residuals`
+    carried on past the end of the series it was run on."""
+    p = ar.size
+    u = w[p:] - c - sum(ar[i] * w[p - 1 - i : w.size - 1 - i] for i in range(p))
+    if ma.size == 0:
+        return np.asarray(u, dtype=float)
+    zi = lfiltic([1.0], np.r_[1.0, ma], resid[::-1])
+    out, _ = lfilter([1.0], np.r_[1.0, ma], u, zi=zi)
+    return np.asarray(out, dtype=float)
+
+
 def psi_weights(ar: np.ndarray, ma: np.ndarray, d: int, h: int) -> np.ndarray:
     """First ``h`` MA(inf) weights of ARIMA(p, d, q) (``psi_0 = 1``), integration included."""
     psi = np.zeros(h)
@@ -88,6 +114,7 @@ class ArimaGarch(Forecaster):
     min_points: ClassVar[int] = 100
     libraries: ClassVar[tuple[str, ...]] = ("statsmodels", "arch")
     complexity: ClassVar[int] = 3
+    updatable: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -95,22 +122,64 @@ class ArimaGarch(Forecaster):
         arima_params: dict[str, Any] | None = None,
         simulations: int = 4000,
         seed: int = 0,
+        fixed_params: dict[str, float] | None = None,
     ) -> None:
         # Log prices of crypto are I(1); a second difference (which the KPSS test picks on
         # some ETH bull-run windows) makes psi-weighted errors grow without bound: cap d at 1.
         merged = {"max_d": DEFAULT_MAX_D, **(arima_params or {})}
-        super().__init__(arima_params=merged, simulations=int(simulations), seed=int(seed))
+        if fixed_params is not None:
+            missing = set(FIXABLE) - set(fixed_params)
+            if missing:
+                raise UsageError(f"{self.name}: fixed_params lacks {', '.join(sorted(missing))}")
+            fixed_params = {k: float(fixed_params[k]) for k in FIXABLE}
+        super().__init__(
+            arima_params=merged,
+            simulations=int(simulations),
+            seed=int(seed),
+            fixed_params=fixed_params,
+        )
 
     # -- fitting ------------------------------------------------------------------------------
     def _fit(self, y: pd.Series) -> None:
         self.arima_ = AutoARIMA(**self.params["arima_params"]).fit(y)
-        resid = self.residuals(np.log(y.to_numpy()))
+        log_y = np.log(y.to_numpy())
+        resid = self.residuals(log_y)
         if resid.size < 50:
             raise ForecastError(f"{self.name}: only {resid.size} ARIMA residuals; need >= 50")
+        self._keep_tail(log_y, resid)
+        fixed = self.params.get("fixed_params")
+        if fixed is not None:
+            self.garch_ = filter_garch(resid, fixed)
+            return
         scale = choose_scale(resid)
         self.garch_ = fit_garch(
             resid * scale, scale=scale, drift=False, asymmetric=False, name=self.name
         )
+
+    def _keep_tail(self, log_y: np.ndarray, resid: np.ndarray) -> None:
+        """Keep what continuing the residual recursion needs: the last ``d + p`` log prices
+        and the last ``q`` residuals."""
+        d, _, ar, ma = self._arma()
+        self.tail_log_y_ = [float(v) for v in log_y[log_y.size - d - ar.size :]]
+        self.tail_resid_ = [float(v) for v in resid[resid.size - ma.size :]] if ma.size else []
+
+    def _update(self, y_new: pd.Series) -> None:
+        if not hasattr(self, "tail_log_y_"):
+            raise ForecastError(
+                f"{self.name}: cannot update without refitting (saved before updates were "
+                "supported)"
+            )
+        d, c, ar, ma = self._arma()
+        log_new = np.log(y_new.to_numpy())
+        log_y = np.r_[self.tail_log_y_, log_new]
+        new_resid = continue_residuals(
+            np.diff(log_y, n=d), np.asarray(self.tail_resid_, float), c, ar, ma
+        )
+        arima = copy.deepcopy(self.arima_)
+        arima.update(y_new)
+        self.arima_ = arima
+        self.garch_ = extend_garch(self.garch_, new_resid)
+        self._keep_tail(log_y, np.r_[self.tail_resid_, new_resid])
 
     def _arma(self) -> tuple[int, float, np.ndarray, np.ndarray]:
         info = self.arima_.fitted_params()
@@ -158,6 +227,7 @@ class ArimaGarch(Forecaster):
         state = {
             "garch": asdict(self.garch_),
             "arima_files": [n.removeprefix(ARIMA_PREFIX) for n in names],
+            "tail": {"log_y": self.tail_log_y_, "resid": self.tail_resid_},
         }
         (folder / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
         return [*names, STATE_FILE]
@@ -167,6 +237,9 @@ class ArimaGarch(Forecaster):
             state = json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
             self.garch_ = GarchParams(**state["garch"])
             files = list(state["arima_files"])
+            if "tail" in state:  # absent in models saved before updates were supported
+                self.tail_log_y_ = [float(v) for v in state["tail"]["log_y"]]
+                self.tail_resid_ = [float(v) for v in state["tail"]["resid"]]
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ForecastError(f"{folder / STATE_FILE}: unreadable state: {exc}") from exc
         arima = load_member(AutoARIMA, folder, ARIMA_PREFIX, files, self.params["arima_params"])

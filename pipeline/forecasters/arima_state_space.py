@@ -8,7 +8,12 @@ forecasts, so a loaded model forecasts exactly like the fitted one without stats
 results object.
 
 ARIMA(0, d, 0) (with or without a constant) is never optimised: its maximum-likelihood
-estimates have a closed form (:func:`white_noise_mle`), so it cannot fail to converge.
+estimates have a closed form (:func:`white_noise_mle`), so it cannot fail to converge. Given
+``params``, :func:`fit_exact` only runs the Kalman filter with them (a fixed-coefficient fit).
+
+:func:`extend_state` runs the same Kalman filter on through new observations with the stored
+matrices (statsmodels' ``results.append(..., refit=False)`` without the results object): the
+state it reaches is the one a fixed-coefficient fit on the longer series ends in.
 """
 
 from __future__ import annotations
@@ -81,18 +86,25 @@ def fit_exact(
     start: Candidate | None,
     maxiter: int,
     counter: WarningCounter,
+    params: np.ndarray | None = None,
 ) -> ExactFit | None:
-    """Maximum-likelihood fit of one order; ``None`` when it fails or does not converge."""
+    """Maximum-likelihood fit of one order; ``None`` when it fails or does not converge.
+
+    With ``params`` (SARIMAX order: ``[intercept,] ar..., ma..., sigma2``) nothing is
+    estimated: the model is filtered with them.
+    """
     from statsmodels.tools.sm_exceptions import ConvergenceWarning
     from statsmodels.tsa.statespace.sarimax import SARIMAX
 
     label = f"ARIMA{order}{'+c' if constant else ''}"
-    closed_form = order[0] == 0 and order[2] == 0
+    if params is None and order[0] == 0 and order[2] == 0:
+        params = white_noise_mle(np.diff(logy, n=order[1]), constant)
+    closed_form = params is not None
     try:
         with counter.catching(label) as caught:
             model = SARIMAX(logy, order=order, trend="c" if constant else "n")
-            if closed_form:
-                res = model.filter(white_noise_mle(np.diff(logy, n=order[1]), constant))
+            if params is not None:
+                res = model.filter(np.asarray(params, dtype=float))
             else:
                 res = model.fit(
                     start_params=_start_params(start, order[0], constant),
@@ -137,3 +149,23 @@ def state_space_forecast(state: dict[str, np.ndarray], h: int) -> tuple[np.ndarr
         a = t @ a + c
         p = t @ p @ t.T + rqr
     return mean, var
+
+
+def extend_state(state: dict[str, np.ndarray], logy_new: np.ndarray) -> dict[str, np.ndarray]:
+    """``state`` after filtering the observations ``logy_new`` that followed it (Kalman filter
+    with the stored system matrices: prediction error, gain, update, then one-step prediction).
+
+    Raises ``ValueError`` when the prediction-error variance is not positive and finite.
+    """
+    z, d, hcov = state["design"], state["obs_intercept"], state["obs_cov"]
+    t, c, rqr = state["transition"], state["state_intercept"], state["selected_state_cov"]
+    a, p = state["state"].copy(), state["state_cov"].copy()
+    for value in np.asarray(logy_new, dtype=float):
+        f = float((z @ p @ z.T + hcov)[0, 0])
+        if not np.isfinite(f) or f <= 0:
+            raise ValueError(f"prediction-error variance {f!r} is not positive")
+        v = float(value - (z @ a + d)[0])
+        pz = p @ z.T
+        a = t @ (a + pz[:, 0] * (v / f)) + c
+        p = t @ (p - pz @ pz.T / f) @ t.T + rqr
+    return {**state, "state": a, "state_cov": p}

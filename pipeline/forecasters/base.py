@@ -7,14 +7,19 @@ Every forecaster:
   fitted state lives in attributes ending in ``_``;
 * ``predict(h, levels=DEFAULT_LEVELS)`` (80 and 95) returns ``ds, mean, lower_L, upper_L`` for
   each level, in *price* units, for steps 1..h after the last observation;
+* ``update(y_new)`` (models with ``updatable = True``) moves the origin to the last of the
+  observations that arrived after the fit, keeping the estimated parameters: afterwards
+  ``predict(h)`` forecasts from the new origin, as a fit on the longer series with the same
+  parameters would;
 * ``save(folder)`` writes its model file(s) and returns their names; ``load(folder, params)``
-  restores a fitted forecaster that predicts exactly as before.
+  restores a fitted forecaster that predicts exactly as before (an updated one too).
 
 Models work on log prices; the interface speaks prices.
 """
 
 from __future__ import annotations
 
+import copy
 import inspect
 import json
 from abc import ABC, abstractmethod
@@ -49,6 +54,9 @@ class Forecaster(ABC):
     libraries: ClassVar[tuple[str, ...]] = ()
     #: Ordering used to break ties toward the simpler model (lower = simpler).
     complexity: ClassVar[int] = 0
+    #: Whether :meth:`update` can move the origin without refitting (the class implements
+    #: ``_update``).
+    updatable: ClassVar[bool] = False
 
     def __init__(self, **params: Any) -> None:
         self.params: dict[str, Any] = dict(params)
@@ -68,6 +76,30 @@ class Forecaster(ABC):
         self.step_ = infer_step(y.index)
         self.last_price_ = float(y.iloc[-1])
         self._fit(y)
+        return self
+
+    def update(self, y_new: pd.Series) -> Self:
+        """Move the origin to the last of ``y_new``, keeping the estimated parameters.
+
+        ``y_new`` holds the prices that arrived after the fit (or the last update): on the
+        model's grid, starting one step after the origin, without gaps, finite and positive.
+        An empty series changes nothing. Raises :class:`ForecastError` naming the model and the
+        rule broken, or when the model cannot update without refitting (``updatable`` False);
+        the model is then unchanged (``_update`` works on a shallow copy whose attributes are
+        swapped in only when it succeeds, so it must replace, not mutate, what it changes).
+        """
+        if not hasattr(self, "last_ds_"):
+            raise ForecastError(f"{self.name}: call fit() before update()")
+        if not self.updatable:
+            raise ForecastError(f"{self.name}: cannot update without refitting")
+        y_new = check_update(y_new, self.last_ds_, self.step_, self.name)
+        if y_new.empty:
+            return self
+        work = copy.copy(self)
+        work._update(y_new)
+        work.last_ds_ = y_new.index[-1]
+        work.last_price_ = float(y_new.iloc[-1])
+        self.__dict__.update(work.__dict__)
         return self
 
     def predict(self, h: int, levels: Sequence[int] = DEFAULT_LEVELS) -> pd.DataFrame:
@@ -90,6 +122,13 @@ class Forecaster(ABC):
     @abstractmethod
     def _fit(self, y: pd.Series) -> None:
         """Fit on a validated price series."""
+
+    def _update(self, y_new: pd.Series) -> None:
+        """Absorb validated new prices (the origin fields are set afterwards by :meth:`update`).
+
+        ``self.last_ds_`` and ``self.last_price_`` still describe the old origin here.
+        """
+        raise ForecastError(f"{self.name}: cannot update without refitting")
 
     @abstractmethod
     def _predict(self, h: int, levels: list[int]) -> pd.DataFrame:
@@ -166,6 +205,60 @@ def check_series(y: pd.Series, min_points: int, name: str) -> pd.Series:
     if y.index.tz is None:
         y = y.tz_localize("UTC")
     return y
+
+
+def check_update(
+    y_new: pd.Series, origin: pd.Timestamp, step: pd.Timedelta, name: str
+) -> pd.Series:
+    """Validate prices that arrived after ``origin``: a UTC series on the ``step`` grid that
+    starts one step after ``origin``, with no gaps, finite and positive. Returns it as floats
+    in the origin's time zone (an empty series passes)."""
+    if not isinstance(y_new, pd.Series) or not isinstance(y_new.index, pd.DatetimeIndex):
+        raise ForecastError(f"{name}: update data must be a pandas Series indexed by timestamps")
+    y_new = y_new.astype(float)
+    if y_new.empty:
+        return y_new
+    index = y_new.index
+    index = index.tz_localize("UTC") if index.tz is None else index
+    if origin.tz is not None:
+        index = index.tz_convert(origin.tz)
+    y_new = pd.Series(y_new.to_numpy(), index=index, name=y_new.name)
+    expected = origin + step
+    if index[0] != expected:
+        where = " (at or before the origin)" if index[0] <= origin else ""
+        raise ForecastError(
+            f"{name}: update data must start at {expected.isoformat()} (one step after the "
+            f"origin), got {index[0].isoformat()}{where}"
+        )
+    diffs = index[1:] - index[:-1]
+    backwards = np.flatnonzero(diffs <= pd.Timedelta(0))
+    if backwards.size:
+        i = int(backwards[0])
+        raise ForecastError(
+            f"{name}: update data goes backwards in time at {index[i + 1].isoformat()} "
+            f"(after {index[i].isoformat()})"
+        )
+    bad = np.flatnonzero(diffs != step)
+    if bad.size:
+        i = int(bad[0])
+        prev, ts, diff = index[i], index[i + 1], diffs[i]
+        if diff % step == pd.Timedelta(0):
+            raise ForecastError(
+                f"{name}: update data has a gap at {prev.isoformat()} -> {ts.isoformat()} "
+                f"({diff // step - 1} missing step(s))"
+            )
+        raise ForecastError(
+            f"{name}: update data is off the model's {step} grid at {ts.isoformat()}"
+        )
+    values = y_new.to_numpy()
+    invalid = np.flatnonzero(~np.isfinite(values) | (values <= 0))
+    if invalid.size:
+        i = int(invalid[0])
+        raise ForecastError(
+            f"{name}: update data has a non-finite or non-positive price at "
+            f"{index[i].isoformat()} ({float(values[i])!r})"
+        )
+    return y_new
 
 
 def infer_step(index: pd.DatetimeIndex) -> pd.Timedelta:

@@ -9,6 +9,9 @@ Both work on log prices. With ``r`` the training log returns (standard deviation
   Principles and Practice*, 3rd ed., section 5.5).
 
 Intervals are transformed back to prices (log-normal); the point forecast is the median.
+
+:meth:`~pipeline.forecasters.base.Forecaster.update` only moves the last price: ``s``, ``c``
+and ``T`` stay those of the fit.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ class Naive(Forecaster):
     name: ClassVar[str] = "naive"
     min_points: ClassVar[int] = 3
     complexity: ClassVar[int] = 0
+    updatable: ClassVar[bool] = True
     #: Whether the forecast mean moves with the average log return.
     _with_drift: ClassVar[bool] = False
 
@@ -57,6 +61,9 @@ class Naive(Forecaster):
         if not np.isfinite(self.sigma_):
             raise ForecastError(f"{self.name}: cannot estimate the spread of log returns")
         logger.debug("%s fitted: sigma=%.6g drift=%.6g", self.name, self.sigma_, self.drift_)
+
+    def _update(self, y_new: pd.Series) -> None:
+        """Nothing to do: the forecast starts from the new last price, which the base sets."""
 
     def _predict(self, h: int, levels: list[int]) -> pd.DataFrame:
         steps = np.arange(1, h + 1, dtype=float)

@@ -36,10 +36,16 @@ re-run the variance recursion on the data before each origin); otherwise the fit
 constructor accepts are passed on (e.g. an ARIMA order, whose coefficients are re-estimated).
 This uses parameters estimated on the whole training window, a mild look-ahead *within* the
 training data only; ``reuse_fitted=False`` refits everything from scratch at every origin.
+
+Updating (:meth:`~pipeline.forecasters.base.Forecaster.update`, when the base model can): the
+base model moves to the new origin; split-conformal factors are carried over unchanged, and
+adaptive conformal feeds the errors of the forecasts it issued since the fit into its level
+recursion as they mature (:mod:`pipeline.forecasters.conformal_online`).
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -61,12 +67,18 @@ from pipeline.forecasters.composite import (
     rolling_forecasts,
     save_member,
 )
+from pipeline.forecasters.conformal_online import Pending, absorb, walk
 from pipeline.forecasters.conformal_scores import (
+    aci_alphas,
+    aci_factors,
     adaptive_factors,
     conformal_quantile,
     normalised_scores,
     pooled,
+    raw_coverage,
+    read_scores,
     split_factors,
+    stored_scores,
 )
 
 logger = logging.getLogger(__name__)
@@ -99,6 +111,8 @@ class Conformal(Forecaster):
     min_points: ClassVar[int] = 60
     libraries: ClassVar[tuple[str, ...]] = ()
     complexity: ClassVar[int] = 3
+    #: True when the base model is (``update`` refuses a base that cannot update).
+    updatable: ClassVar[bool] = True
     default_base: ClassVar[str] = "naive"
     default_method: ClassVar[str] = "split"
 
@@ -179,6 +193,7 @@ class Conformal(Forecaster):
 
         rf = rolling_forecasts(factory, y, origins, horizon, p["levels"])
         self.calibration_ = self._calibrate(rf, horizon)
+        self.pending_: list[Pending] = []
 
     def _calibrate(self, rf: RollingForecasts, horizon: int) -> dict[str, Any]:
         p = self.params
@@ -192,31 +207,28 @@ class Conformal(Forecaster):
             "raw_coverage": {},
             "scores": {},
         }
+        if p["method"] == "adaptive":
+            out["alpha"] = {}
         for level in p["levels"]:
             scores = normalised_scores(rf, level)
+            key = str(level)
             if p["method"] == "split":
                 factors, used = split_factors(scores, level, p["pool_steps"])
             else:
-                factors, used = adaptive_factors(
-                    scores,
-                    level,
-                    p["pool_steps"],
-                    p["gamma"],
-                    min(p["warmup"], len(rf.origins) - 1),
-                )
-            key = str(level)
+                warmup = min(p["warmup"], len(rf.origins) - 1)
+                start = np.full(scores.shape[1], 1.0 - level / 100.0)
+                alphas = aci_alphas(scores, level, p["pool_steps"], p["gamma"], warmup, start)
+                factors, used = aci_factors(scores, alphas, p["pool_steps"])
+                out["alpha"][key] = [float(a) for a in alphas]
             out["factors"][key] = [float(f) for f in factors]
             out["effective_level"][key] = [round(float(u), 6) for u in used]
-            covered = np.where(np.isfinite(scores), scores <= 1, np.nan)
-            out["raw_coverage"][key] = [round(float(c), 6) for c in np.nanmean(covered, axis=0)]
-            out["scores"][key] = [
-                [None if not np.isfinite(v) else round(float(v), 5) for v in row] for row in scores
-            ]
+            out["raw_coverage"][key] = raw_coverage(scores)
+            out["scores"][key] = stored_scores(scores)
             logger.debug(
                 "%s: level %s raw coverage %.3f, factors %.3f..%.3f",
                 self.name,
                 level,
-                float(np.nanmean(covered)),
+                float(np.nanmean(np.where(np.isfinite(scores), scores <= 1, np.nan))),
                 float(factors.min()),
                 float(factors.max()),
             )
@@ -244,8 +256,7 @@ class Conformal(Forecaster):
         if str(level) in cal["factors"]:
             f = np.asarray(cal["factors"][str(level)], dtype=float)
         else:
-            raw = cal["scores"][str(self.shape_level(level))]
-            scores = np.array([[np.nan if v is None else v for v in row] for row in raw], float)
+            scores = read_scores(cal["scores"][str(self.shape_level(level))])
             p = self.params
             if p["method"] == "split":
                 f, _ = split_factors(scores, level, p["pool_steps"])
@@ -255,6 +266,29 @@ class Conformal(Forecaster):
         if h > f.size:
             f = np.concatenate([f, np.full(h - f.size, f[-1])])
         return f[:h]
+
+    def _update(self, y_new: pd.Series) -> None:
+        if not self.base_.updatable:
+            raise ForecastError(
+                f"{self.name}: cannot update without refitting (its base model "
+                f"{self.base_.name} cannot)"
+            )
+        p = self.params
+        base = copy.deepcopy(self.base_)
+        if p["method"] == "split":
+            self.base_ = base.update(y_new)
+            return
+        cal = self.calibration_
+        self.pending_, matured = walk(base, y_new, self.pending_, cal["horizon"], p["levels"])
+        self.base_ = base
+        self.calibration_ = absorb(
+            cal,
+            matured,
+            levels=p["levels"],
+            pool_steps=p["pool_steps"],
+            gamma=p["gamma"],
+            warmup=p["warmup"],
+        )
 
     # -- forecasting ----------------------------------------------------------------------------
     def _predict(self, h: int, levels: list[int]) -> pd.DataFrame:
@@ -276,6 +310,7 @@ class Conformal(Forecaster):
         state = {
             "base_files": [n.removeprefix(BASE_PREFIX) for n in names],
             "calibration": self.calibration_,
+            "pending": self.pending_,
         }
         (folder / STATE_FILE).write_text(json.dumps(state) + "\n", encoding="utf-8")
         return [*names, STATE_FILE]
@@ -284,6 +319,7 @@ class Conformal(Forecaster):
         try:
             state = json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
             self.calibration_ = state["calibration"]
+            self.pending_ = list(state.get("pending", []))
             files = list(state["base_files"])
         except (OSError, ValueError, KeyError) as exc:
             raise ForecastError(

@@ -51,24 +51,63 @@ def split_factors(scores: np.ndarray, level: int, width: int) -> tuple[np.ndarra
     return factors, np.full(h, level / 100)
 
 
-def adaptive_factors(
-    scores: np.ndarray, level: int, width: int, gamma: float, warmup: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per-step ACI factors: the level tracks the miscoverage along the origins (time order)."""
+def aci_alphas(
+    scores: np.ndarray,
+    level: int,
+    width: int,
+    gamma: float,
+    start: int,
+    alphas: np.ndarray,
+) -> np.ndarray:
+    """Per-step ACI miscoverage levels after the rows ``start..`` of ``scores``, starting from
+    ``alphas``: for each row in time order ``a <- a + gamma (target - miss)``, where ``miss``
+    is the share of the row's pooled scores above the conformal quantile of the rows before."""
     target = 1.0 - level / 100.0
-    h = scores.shape[1]
-    factors = np.empty(h)
-    final_levels = np.empty(h)
-    for k in range(h):
+    out = np.array(alphas, dtype=float)
+    for k in range(scores.shape[1]):
         block = pooled(scores, k, width)
-        alpha = target
-        for i in range(warmup, block.shape[0]):
+        alpha = float(out[k])
+        for i in range(start, block.shape[0]):
             q = conformal_quantile(block[:i].ravel(), 1.0 - alpha)
             row = block[i][np.isfinite(block[i])]
             if row.size == 0:  # that origin's calibration fit failed
                 continue
             miss = float(np.mean(row > q))
             alpha += gamma * (target - miss)
-        final_levels[k] = min(max(1.0 - alpha, 0.0), 1.0)
-        factors[k] = conformal_quantile(block.ravel(), final_levels[k])
-    return factors, final_levels
+        out[k] = alpha
+    return out
+
+
+def aci_factors(
+    scores: np.ndarray, alphas: np.ndarray, width: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-step factors at the ACI levels ``1 - alphas`` (clipped to [0, 1]), and those levels."""
+    levels = np.clip(1.0 - np.asarray(alphas, dtype=float), 0.0, 1.0)
+    factors = np.array(
+        [conformal_quantile(pooled(scores, k, width).ravel(), lv) for k, lv in enumerate(levels)]
+    )
+    return factors, levels
+
+
+def adaptive_factors(
+    scores: np.ndarray, level: int, width: int, gamma: float, warmup: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-step ACI factors: the level tracks the miscoverage along the origins (time order)."""
+    start = np.full(scores.shape[1], 1.0 - level / 100.0)
+    return aci_factors(scores, aci_alphas(scores, level, width, gamma, warmup, start), width)
+
+
+def stored_scores(scores: np.ndarray) -> list[list[float | None]]:
+    """Scores as kept in the calibration record: 5 decimals, ``None`` for a failed origin."""
+    return [[None if not np.isfinite(v) else round(float(v), 5) for v in row] for row in scores]
+
+
+def read_scores(rows: list[list[float | None]]) -> np.ndarray:
+    """The array form of :func:`stored_scores` (NaN for ``None``)."""
+    return np.array([[np.nan if v is None else v for v in row] for row in rows], dtype=float)
+
+
+def raw_coverage(scores: np.ndarray) -> list[float]:
+    """Per-step share of the scores <= 1 (the base interval covered), failed origins left out."""
+    covered = np.where(np.isfinite(scores), scores <= 1, np.nan)
+    return [round(float(c), 6) for c in np.nanmean(covered, axis=0)]

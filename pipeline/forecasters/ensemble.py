@@ -14,10 +14,14 @@ Combining the interval bounds quantile by quantile is *quantile averaging* (Vinc
 Lichtendahl, Grushka-Cockayne & Winkler 2013): unlike mixing the members' distributions it does
 not widen the band when members disagree on the centre. An ensemble of identical members gives
 exactly the member's forecast (averages are taken as ``x_0 + sum w_i (x_i - x_0)``).
+
+:meth:`~pipeline.forecasters.base.Forecaster.update` updates every member (the weights stay);
+it refuses, changing nothing, when a member cannot update.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -62,6 +66,8 @@ class Ensemble(Forecaster):
     #: The default members' model files depend on these (checked when loading an artifact).
     libraries: ClassVar[tuple[str, ...]] = ("arch", "statsmodels")
     complexity: ClassVar[int] = 3
+    #: True when every member is (``update`` refuses otherwise).
+    updatable: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -120,6 +126,14 @@ class Ensemble(Forecaster):
             self.weights_ = self._accuracy_weights(y)
         else:
             self.weights_ = np.full(n, 1.0 / n)
+
+    def _update(self, y_new: pd.Series) -> None:
+        blocked = [m.name for m in self.members_ if not m.updatable]
+        if blocked:
+            raise ForecastError(
+                f"{self.name}: cannot update without refitting (member {', '.join(blocked)} cannot)"
+            )
+        self.members_ = [copy.deepcopy(m).update(y_new) for m in self.members_]
 
     def _accuracy_weights(self, y: pd.Series) -> np.ndarray:
         p = self.params

@@ -21,6 +21,10 @@ saved model only needs its handful of parameters (no data, no ``arch`` import at
 The expected conditional variances (:meth:`GarchForecaster.variance_forecast`) follow the closed
 form ``s2[1] = omega + (alpha + gamma*1[e_T<0]) e_T^2 + beta s2_T`` and
 ``s2[k] = omega + (alpha + gamma/2 + beta) s2[k-1]`` for ``k >= 2``.
+
+:meth:`~pipeline.forecasters.base.Forecaster.update` keeps the fitted parameters and runs the
+variance recursion on through the new returns (:func:`extend_garch`), which gives the state a
+fixed-parameter fit on the longer series (:func:`filter_garch`) would reach.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ import logging
 import math
 import warnings
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -223,6 +227,20 @@ def filter_garch(log_returns: np.ndarray, fixed: dict[str, float]) -> GarchParam
     )
 
 
+def extend_garch(p: GarchParams, log_returns: np.ndarray) -> GarchParams:
+    """``p`` moved forward through the log returns that followed its last one: the same
+    recursion as :func:`filter_garch`, started from ``p``'s last residual and variance."""
+    e = np.asarray(log_returns, dtype=float) * p.scale - p.mu
+    if e.size == 0:
+        return p
+    omega, alpha, gamma, beta = p.omega, p.alpha, p.gamma, p.beta
+    prev, sigma2 = p.last_resid, p.last_sigma2
+    for x in e:
+        sigma2 = omega + (alpha + gamma * (prev < 0)) * prev**2 + beta * sigma2
+        prev = float(x)
+    return replace(p, last_resid=prev, last_sigma2=float(sigma2))
+
+
 class GarchForecaster(Forecaster):
     """Random-walk log price + GARCH(1,1)-t volatility (registry name ``garch``)."""
 
@@ -230,6 +248,7 @@ class GarchForecaster(Forecaster):
     min_points: ClassVar[int] = 100
     libraries: ClassVar[tuple[str, ...]] = ("arch",)
     complexity: ClassVar[int] = 2
+    updatable: ClassVar[bool] = True
     #: Mean of the returns: False = random walk (zero mean), True = constant drift.
     drift: ClassVar[bool] = False
     #: GJR leverage term (``o=1``).
@@ -267,6 +286,10 @@ class GarchForecaster(Forecaster):
             asymmetric=self.asymmetric,
             name=self.name,
         )
+
+    def _update(self, y_new: pd.Series) -> None:
+        log_prices = np.log(np.r_[self.last_price_, y_new.to_numpy()])
+        self.garch_ = extend_garch(self.garch_, np.diff(log_prices))
 
     def calibration_params(self) -> dict[str, Any]:
         """Constructor parameters for cheap refits (used by the conformal wrapper): the fitted

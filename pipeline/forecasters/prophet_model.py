@@ -26,6 +26,14 @@ coverage 58.7% -> 89.3%, 80% coverage 28.5% -> 64.8%, Winkler-95 43,114 -> 18,86
 62.3% / 46.3% / 53,621). Still short of nominal, because the centre lags the price. Draws use a
 fixed seed, so a saved model predicts identically after loading. The point forecast is Prophet's
 ``yhat`` (trend plus seasonality), which still does not start exactly at the last price.
+
+Updating: Prophet's forecast is a function of the timestamp alone (trend plus seasonality), not
+of the last price, so moving the origin without refitting would not bring the new prices in at
+all. :meth:`~pipeline.forecasters.base.Forecaster.update` therefore *refits* on the window the
+model holds (Prophet keeps its training history, also in the saved JSON) plus the new prices:
+the result is a fit on the longer series, re-estimated. Measured on 2 shared cores: a fit
+takes 0.35-0.4 s on 2,000 daily points and 0.5-0.55 s on 2,160 hourly points (a warm start
+from the old parameters would save 0.15-0.3 s but would no longer equal a fit).
 """
 
 from __future__ import annotations
@@ -47,7 +55,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 MODEL_FILE = "prophet.json"
-#: Exact log-return spread of the training window (Prophet's JSON rounds its history to 10 digits).
+#: Exact log-return spread of the training window (Prophet's JSON rounds its history to 10 digits)
+#: and the exact log prices of the window (an update refits on them: Prophet's optimum moves by
+#: ~1e-3 when the data are rounded to 10 digits).
 SPREAD_FILE = "prophet_spread.json"
 _DAY = pd.Timedelta(days=1)
 #: Mean MASE on the loop above (changepoint_range 0.95, no seasonality), by prior scale:
@@ -82,6 +92,8 @@ class ProphetForecaster(Forecaster):
     min_points: ClassVar[int] = 30
     libraries: ClassVar[tuple[str, ...]] = ("prophet",)
     complexity: ClassVar[int] = 3
+    #: Updates refit on the stored window plus the new prices (see the module docstring).
+    updatable: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -134,6 +146,19 @@ class ProphetForecaster(Forecaster):
         }
 
     def _fit(self, y: pd.Series) -> None:
+        self._fit_frame(pd.DataFrame({"ds": y.index.tz_convert(None), "y": np.log(y.to_numpy())}))
+
+    def _update(self, y_new: pd.Series) -> None:
+        new = pd.DataFrame({"ds": y_new.index.tz_convert(None), "y": np.log(y_new.to_numpy())})
+        if self.model_.history is None:
+            raise ForecastError(f"{self.name}: the model holds no training window to refit on")
+        history = self.model_.history[["ds", "y"]].copy()
+        if self.window_log_y_ is not None and len(self.window_log_y_) == len(history):
+            history["y"] = self.window_log_y_
+        self._fit_frame(pd.concat([history, new], ignore_index=True))
+
+    def _fit_frame(self, frame: pd.DataFrame) -> None:
+        """Fit a fresh Prophet model to ``ds`` (naive UTC) and ``y`` (log price)."""
         prophet_cls = import_prophet()
         seasons = self.seasonality_for(self.step_)
         model = prophet_cls(
@@ -151,12 +176,12 @@ class ProphetForecaster(Forecaster):
             model.add_seasonality(
                 "daily", period=1, fourier_order=max(1, min(4, (per_day - 1) // 2))
             )
-        frame = pd.DataFrame({"ds": y.index.tz_convert(None), "y": np.log(y.to_numpy())})
         try:
             model.fit(frame)
         except (RuntimeError, ValueError) as exc:
             raise ForecastError(f"{self.name}: Stan could not fit the model: {exc}") from exc
         self.model_ = model
+        self.window_log_y_: list[float] | None = [float(v) for v in frame["y"]]
         returns = np.diff(frame["y"].to_numpy())
         self.log_return_sd_ = float(np.std(returns, ddof=1)) if returns.size > 1 else 0.0
         logger.debug("%s fitted: seasonalities=%s", self.name, sorted(model.seasonalities))
@@ -196,7 +221,7 @@ class ProphetForecaster(Forecaster):
         from prophet.serialize import model_to_json
 
         (folder / MODEL_FILE).write_text(model_to_json(self.model_), encoding="utf-8")
-        spread = {"log_return_sd": self.log_return_sd_}
+        spread = {"log_return_sd": self.log_return_sd_, "window_log_y": self.window_log_y_}
         (folder / SPREAD_FILE).write_text(json.dumps(spread) + "\n", encoding="utf-8")
         return [MODEL_FILE, SPREAD_FILE]
 
@@ -209,5 +234,7 @@ class ProphetForecaster(Forecaster):
         if spread_file.exists():
             spread = json.loads(spread_file.read_text(encoding="utf-8"))
             self.log_return_sd_ = float(spread["log_return_sd"])
+            self.window_log_y_ = spread.get("window_log_y")
         else:  # saved before random_walk_spread existed: predict exactly as it did then
             self.log_return_sd_ = 0.0
+            self.window_log_y_ = None
