@@ -2,9 +2,12 @@
 
     python retrain_scheduler.py              # run forever: a cycle daily at RETRAIN_AT (UTC)
     python retrain_scheduler.py --once       # one cycle now; exit status = the cycle's outcome
+    python retrain_scheduler.py --refresh-once   # one refresh of the served forecasts now
     python retrain_scheduler.py --every 6 hours | --at 03:30 | --dry-run | --history
 
-Exit codes: 0 cycle succeeded, 1 a series failed, 2 bad usage, 3 another cycle holds the lock.
+The long-running mode also refreshes the served forecasts after every period (REFRESH_*).
+Exit codes: 0 cycle (refresh) succeeded, 1 a series failed, 2 bad usage, 3 another cycle or
+refresh holds the lock.
 """
 
 from __future__ import annotations
@@ -28,6 +31,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--once", action="store_true", help="run one cycle now and exit")
+    mode.add_argument(
+        "--refresh-once",
+        action="store_true",
+        help="re-issue every served forecast from the latest price now (no training) and exit",
+    )
     mode.add_argument(
         "--history",
         nargs="?",
@@ -61,6 +69,8 @@ def options_from_args(args: argparse.Namespace) -> Options:
         command = "history"
     elif args.dry_run:
         command = "dry-run"
+    elif args.refresh_once:
+        command = "refresh-once"
     else:
         command = "once" if args.once else "serve"
     return Options(

@@ -5,6 +5,7 @@ Use :func:`get_settings` everywhere; never read ``os.environ`` elsewhere.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -14,7 +15,14 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from pipeline.errors import UsageError
 from pipeline.evaluation.champion import DEFAULT_PROMOTION_TOLERANCE
-from pipeline.series import FREQUENCY_TABLE, SeriesId, check_coin, check_vs, frequency
+from pipeline.series import (
+    FREQUENCY_TABLE,
+    SeriesId,
+    check_coin,
+    check_vs,
+    freq_offset,
+    frequency,
+)
 
 _NAMED_SOURCES = ("auto", "coingecko", "sample")
 #: The accepted ``SOURCE`` values (``csv:PATH`` names an export file), and as a phrase.
@@ -28,6 +36,11 @@ def is_valid_source(value: str) -> bool:
 
 
 CommaList = Annotated[list[str], NoDecode]
+
+
+def _raw_minutes(freq: str) -> int:
+    """Minutes between new prices of ``freq``'s raw file: the default refresh cadence."""
+    return int(freq_offset(FREQUENCY_TABLE[freq].raw).total_seconds() // 60)
 
 
 class Settings(BaseSettings):
@@ -88,6 +101,20 @@ class Settings(BaseSettings):
         None, description="set by api_service.py for several workers (multiprocess metrics)"
     )
 
+    # Serving freshness
+    stale_after_periods: float = Field(
+        2.0,
+        gt=0,
+        description="answers are flagged stale when their forecast issue is older than this "
+        "many periods of the series' frequency",
+    )
+    stale_limit_periods: float = Field(
+        0.0,
+        ge=0,
+        description="predictions answer 503 when the forecast issue is older than this many "
+        "periods; 0 = off (always answer, flagged stale)",
+    )
+
     # Retraining scheduler
     retrain_at: str = Field("02:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$", description="UTC HH:MM")
     retrain_catchup: bool = True
@@ -106,6 +133,26 @@ class Settings(BaseSettings):
     api_url: str | None = None
     alert_webhook_url: str | None = None
     scheduler_metrics_port: int = Field(9100, ge=0, le=65535, description="0 disables")
+
+    # Refreshing forecasts between trainings
+    refresh_enabled: bool = Field(
+        True, description="the scheduler re-issues every served forecast after each period"
+    )
+    refresh_minutes_1h: int = Field(
+        _raw_minutes("1h"), ge=0, le=10080, description="minutes between refreshes; 0 = never"
+    )
+    refresh_minutes_4h: int = Field(
+        _raw_minutes("4h"), ge=0, le=10080, description="minutes between refreshes; 0 = never"
+    )
+    refresh_minutes_1d: int = Field(
+        _raw_minutes("1d"), ge=0, le=10080, description="minutes between refreshes; 0 = never"
+    )
+    refresh_offset_seconds: float = Field(
+        120.0, ge=0, le=3600, description="refresh this long after a period closes (UTC)"
+    )
+    refresh_keep_issues: int = Field(
+        48, ge=1, description="forecast issues kept per version (older ones are pruned)"
+    )
 
     # Logging
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
@@ -168,6 +215,11 @@ class Settings(BaseSettings):
         steps: int = getattr(self, horizon_field(frequency(freq).name))
         return steps
 
+    def refresh_interval(self, freq: str) -> timedelta | None:
+        """How often ``freq`` series are refreshed (``REFRESH_MINUTES_<freq>``); ``None``: never."""
+        minutes: int = getattr(self, refresh_field(frequency(freq).name))
+        return timedelta(minutes=minutes) if minutes else None
+
     def series(self) -> list[SeriesId]:
         """Every configured series, in configuration order."""
         return [SeriesId(c, self.vs_currency, f) for c in self.coins for f in self.frequencies]
@@ -176,6 +228,11 @@ class Settings(BaseSettings):
 def horizon_field(freq: str) -> str:
     """The settings field holding the horizon of ``freq``: one per frequency-table entry."""
     return f"horizon_{freq}"
+
+
+def refresh_field(freq: str) -> str:
+    """The settings field holding the refresh cadence of ``freq`` (minutes)."""
+    return f"refresh_minutes_{freq}"
 
 
 def load_settings(**overrides: object) -> Settings:

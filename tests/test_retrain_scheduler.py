@@ -120,6 +120,7 @@ def test_long_running_mode_serves_metrics_and_stops_on_sigterm(tmp_path: Path) -
         "LOG_FORMAT": "text",
         "FREQUENCIES": "1d",
         "SCHEDULER_METRICS_PORT": str(port),
+        "REFRESH_ENABLED": "false",  # no hourly refresh may start while the test runs
     }
     log_path = tmp_path / "scheduler.log"
     with log_path.open("w") as log:

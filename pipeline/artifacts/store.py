@@ -8,6 +8,7 @@ Layout under the models folder::
             state.json, <model file>   # from Forecaster.save
             forecast.csv               # precomputed forecast path with intervals
             metadata.json              # ArtifactMetadata, written last inside the folder
+            issues/<issue_id>/         # later forecast paths (see pipeline.artifacts.issues)
 
 A version folder is written whole into a hidden temporary sibling and renamed into place, so a
 crash never leaves a half-written version visible. Loading verifies every file's sha256 and the
@@ -30,6 +31,14 @@ from typing import Any
 import pandas as pd
 from pydantic import ValidationError
 
+from pipeline.artifacts.issues import (
+    IssueInfo,
+    latest_issue,
+    list_issues,
+    prune_issues,
+    training_issue,
+    write_issue,
+)
 from pipeline.artifacts.metadata import (
     METADATA_FILE,
     SCHEMA_VERSION,
@@ -52,8 +61,7 @@ logger = logging.getLogger(__name__)
 FORECAST_FILE = "forecast.csv"
 CHAMPION_FILE = "champion.json"
 
-#: The metadata names are defined in :mod:`pipeline.artifacts.metadata`; they are re-exported
-#: here for the modules that import them from the store.
+#: Metadata names (defined in :mod:`pipeline.artifacts.metadata`) are re-exported here.
 __all__ = [
     "CHAMPION_FILE",
     "FORECAST_FILE",
@@ -64,6 +72,7 @@ __all__ = [
     "ArtifactMetadata",
     "ArtifactStore",
     "ChampionPointer",
+    "IssueInfo",
     "LoadedArtifact",
     "TrainingWindow",
     "code_version",
@@ -262,6 +271,49 @@ class ArtifactStore:
             except Exception as exc:
                 raise ArtifactError(f"{folder}: cannot load the {model} model: {exc}") from exc
         return LoadedArtifact(meta, forecast, folder, forecaster)
+
+    # -- issues (see pipeline.artifacts.issues) -----------------------------------------------
+    def served_versions(self, series: SeriesId) -> list[tuple[str, str]]:
+        """``(model, version)`` of what the API serves: the champion's version, then the latest
+        version of every other model."""
+        pointer = self.champion(series)
+        served = [(pointer.model, pointer.version)] if pointer is not None else []
+        for model in self.list_models(series):
+            latest = self.latest(series, model)
+            if latest is not None and (pointer is None or model != pointer.model):
+                served.append((model, latest))
+        return served
+
+    def write_issue(
+        self, series: SeriesId, model: str, version: str, forecast: pd.DataFrame, *,
+        origin: datetime, last_price: float, n_new: int, issued_at: datetime | None = None,
+    ) -> IssueInfo:  # fmt: skip
+        """Write ``forecast`` (starting one step after ``origin``) as a new issue, atomically."""
+        folder, ident = self.version_dir(series, model, version), (series.name, model, version)
+        return write_issue(
+            folder, ident, forecast, origin=origin, last_price=last_price, n_new=n_new,
+            issued_at=issued_at,
+        )  # fmt: skip
+
+    def list_issues(self, series: SeriesId, model: str, version: str) -> list[str]:
+        """Issue ids of a version, oldest first (a cheap, unverified listing)."""
+        return list_issues(self.version_dir(series, model, version))
+
+    def latest_issue(self, series: SeriesId, model: str, version: str) -> IssueInfo | None:
+        """The newest issue of a version that verifies, or ``None`` (then its training
+        ``forecast.csv`` is current). Cheap: one directory listing and, for the newest issue,
+        one small JSON, a sha256 and a parse of its forecast; damaged issues are skipped."""
+        return latest_issue(self.version_dir(series, model, version), (series.name, model, version))
+
+    def current_issue(self, artifact: LoadedArtifact) -> IssueInfo:
+        """What to serve for a loaded version: its latest issue, else its training forecast."""
+        meta = artifact.metadata
+        latest = self.latest_issue(meta.series_id, meta.model, meta.version)
+        return latest if latest is not None else training_issue(artifact)
+
+    def prune_issues(self, series: SeriesId, model: str, version: str, keep: int) -> list[Path]:
+        """Keep the newest ``keep`` issues of a version (call under the cycle lock)."""
+        return prune_issues(self.version_dir(series, model, version), keep)
 
     # -- champion -----------------------------------------------------------------------------
     def champion(self, series: SeriesId) -> ChampionPointer | None:

@@ -1,8 +1,11 @@
-"""The record of retraining cycles (``models/runs.jsonl``) and the lock that keeps them apart.
+"""The record of retraining cycles and refreshes (``models/runs.jsonl``) and the lock that keeps
+them apart.
 
 Every cycle appends one JSON line: when it ran, its outcome and, per series, what happened and
-why. An exclusive OS-level lock (``models/.retrain.lock``) makes sure two cycles never overlap,
-even across processes; the OS releases it if the holder crashes.
+why. Every scheduled refresh appends one too, marked ``"kind": "refresh"`` (a line without a
+``kind`` is a cycle); readers ask for one kind. An exclusive OS-level lock
+(``models/.retrain.lock``) makes sure two cycles, or a cycle and a refresh, never overlap, even
+across processes; the OS releases it if the holder crashes.
 """
 
 from __future__ import annotations
@@ -38,6 +41,10 @@ EXIT_LOCKED = LockBusyError.exit_code
 
 #: Cycle outcomes: every series fine, some failed, all failed, stopped by a signal.
 CYCLE_OUTCOMES: tuple[str, ...] = ("success", "partial", "failure", "stopped")
+#: The kinds of history records.
+CYCLE, REFRESH = "cycle", "refresh"
+#: Series outcomes of a refresh that are fine (new issues written, or nothing new).
+REFRESH_OK: frozenset[str] = frozenset({"refreshed", "current"})
 #: Series outcomes that count as the series being handled (a decision was made).
 DECIDED: frozenset[str] = frozenset({"promoted", "kept", "rejected"})
 
@@ -87,11 +94,34 @@ class CycleRecord:
         return self.status
 
 
+@dataclass
+class RefreshRecord:
+    """One scheduled refresh (one history line of kind ``refresh``): per series, the compact
+    summary of :meth:`pipeline.refresh.stage.SeriesRefresh.summary`."""
+
+    run_id: str
+    started_at: str
+    kind: str = REFRESH
+    ended_at: str = ""
+    status: str = "running"  # success | partial | failure once it ended
+    duration_seconds: float = 0.0
+    issued: int = 0
+    series: list[dict[str, Any]] = field(default_factory=list)
+    reloaded_api: bool | None = None
+
+    def conclude(self) -> str:
+        """Set and return :attr:`status`: every series fine, some failed, or all failed."""
+        ok = [s.get("status") in REFRESH_OK for s in self.series]
+        self.status = "success" if all(ok) else ("partial" if any(ok) else "failure")
+        self.issued = sum(int(s.get("issued", 0)) for s in self.series)
+        return self.status
+
+
 def history_path(settings: Settings) -> Path:
     return Path(settings.models_dir) / HISTORY_FILE
 
 
-def append_history(settings: Settings, record: CycleRecord) -> None:
+def append_history(settings: Settings, record: CycleRecord | RefreshRecord) -> None:
     """Append one JSON line (a single write of a whole line, then fsync)."""
     path = history_path(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -102,8 +132,11 @@ def append_history(settings: Settings, record: CycleRecord) -> None:
         os.fsync(fh.fileno())
 
 
-def read_history(settings: Settings, limit: int | None = None) -> list[dict[str, Any]]:
-    """Cycle records, oldest first; a damaged line is skipped with a warning."""
+def read_history(
+    settings: Settings, limit: int | None = None, kind: str = CYCLE
+) -> list[dict[str, Any]]:
+    """Records of one ``kind`` (cycles by default), oldest first; a damaged line is skipped
+    with a warning."""
     path = history_path(settings)
     if not path.is_file():
         return []
@@ -112,9 +145,12 @@ def read_history(settings: Settings, limit: int | None = None) -> list[dict[str,
         if not line.strip():
             continue
         try:
-            records.append(json.loads(line))
+            record = json.loads(line)
         except json.JSONDecodeError:
             logger.warning("%s:%d: unreadable history line skipped", path, number)
+            continue
+        if isinstance(record, dict) and record.get("kind", CYCLE) == kind:
+            records.append(record)
     return records[-limit:] if limit else records
 
 
@@ -129,10 +165,11 @@ def last_success(
 
 
 @contextlib.contextmanager
-def cycle_lock(settings: Settings) -> Iterator[None]:
+def cycle_lock(settings: Settings, job: str = CYCLE) -> Iterator[None]:
     """An exclusive ``flock``: released by the OS even if the process crashes.
 
-    Raises :class:`LockBusyError` naming the holder when another cycle has it.
+    ``job`` (``cycle`` or ``refresh``) is written beside the holder's pid. Raises
+    :class:`LockBusyError` naming the holder when another cycle or refresh has it.
     """
     path = Path(settings.models_dir) / LOCK_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -143,13 +180,14 @@ def cycle_lock(settings: Settings) -> Iterator[None]:
         except BlockingIOError:
             fh.seek(0)
             holder = fh.read().strip() or "unknown"
+            running = "refresh" if holder.endswith(f"({REFRESH})") else "retraining cycle"
             raise LockBusyError(
-                f"another retraining cycle is running (lock {path} held by {holder}); "
-                "nothing was done"
+                f"another {running} is running (lock {path} held by {holder}); nothing was done"
             ) from None
         fh.seek(0)
         fh.truncate()
-        fh.write(f"pid {os.getpid()} since {datetime.now(UTC).isoformat(timespec='seconds')}")
+        since = datetime.now(UTC).isoformat(timespec="seconds")
+        fh.write(f"pid {os.getpid()} since {since}" + (f" ({job})" if job != CYCLE else ""))
         fh.flush()
         yield
     finally:

@@ -6,12 +6,13 @@ Both are best effort: a cycle's outcome never depends on them, and neither ever 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import requests
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from pipeline.config import Settings
-from pipeline.scheduling.history import CycleRecord
+from pipeline.scheduling.history import REFRESH, REFRESH_OK, CycleRecord, RefreshRecord
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +62,33 @@ def alert_if_needed(settings: Settings, record: CycleRecord) -> None:
         "status": record.status,
         "problems": [{"series": o.series, "status": o.status, "reason": o.reason} for o in bad],
     }
+    post_alert(settings, payload)
+
+
+def alert_refresh(settings: Settings, record: RefreshRecord) -> None:
+    """Like :func:`alert_if_needed`, for a refresh with a series that failed or was refused
+    (``"kind": "refresh"`` in the payload; each problem names the series and its reasons)."""
+    bad = [s for s in record.series if s.get("status") not in REFRESH_OK]
+    if not settings.alert_webhook_url or not bad:
+        return
+    payload = {
+        "source": "retrain_scheduler",
+        "kind": REFRESH,
+        "run_id": record.run_id,
+        "status": record.status,
+        "problems": [
+            {"series": s["series"], "status": s["status"], "reason": s.get("reason", "")}
+            for s in bad
+        ],
+    }
+    post_alert(settings, payload)
+
+
+def post_alert(settings: Settings, payload: dict[str, Any]) -> None:
+    """POST ``payload`` to ALERT_WEBHOOK_URL (retried, bounded, never raises)."""
     url = settings.alert_webhook_url
+    if not url:
+        return
 
     @retry(
         stop=stop_after_attempt(ALERT_ATTEMPTS),

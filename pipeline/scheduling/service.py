@@ -2,9 +2,11 @@
 and the history listing.
 
 The loop runs a cycle daily at ``RETRAIN_AT`` (UTC) or every N minutes/hours, catches up on a
-missed cycle at start-up, serves the metrics on ``SCHEDULER_METRICS_PORT`` and stops between
-stages on SIGTERM/SIGINT. Exit codes: 0 the cycle succeeded, 1 a series failed, 2 bad usage,
-3 another cycle holds the lock.
+missed cycle at start-up, refreshes the served forecasts after every period in between
+(:mod:`pipeline.scheduling.refresh_job`, when ``REFRESH_ENABLED``), serves the metrics on
+``SCHEDULER_METRICS_PORT`` and stops between stages on SIGTERM/SIGINT. Exit codes: 0 the cycle
+(or refresh) succeeded, 1 a series failed, 2 bad usage, 3 another cycle or refresh holds the
+lock.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from pipeline.scheduling.history import (
     read_history,
 )
 from pipeline.scheduling.metrics import serve_metrics, write_metrics_file
+from pipeline.scheduling.refresh_job import RefreshJob, run_refresh
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +47,7 @@ CYCLE_STEPS = ("ingest", "process", "train", "gate", "promote", "reload API")
 #: The longest the loop sleeps between looks at the schedule (seconds).
 MAX_IDLE_SECONDS = 30.0
 
-Command = Literal["serve", "once", "dry-run", "history"]
+Command = Literal["serve", "once", "refresh-once", "dry-run", "history"]
 
 
 def next_daily_run(now: datetime, at: str) -> datetime:
@@ -100,7 +103,7 @@ class Options:
     command: Command = "serve"
     schedule: Schedule = Schedule()
     models: list[str] | None = None  # None: every default candidate
-    catchup: bool = True  # run a missed cycle at start-up (and RETRAIN_CATCHUP allows it)
+    catchup: bool = True  # run a missed cycle (RETRAIN_CATCHUP allowing) and a refresh at start
     history_limit: int = 10
 
 
@@ -122,14 +125,37 @@ def run_once(
     out: TextIO | None = None,
 ) -> int:
     """One cycle; one line per series on ``out``. 0 success, 1 a series failed, 3 locked."""
-    out = out or sys.stdout
+    return _report(
+        lambda: run_cycle(settings, stages=stages, models=models, stop=stop),
+        lambda o: (o.series, o.status, o.reason),
+        out or sys.stdout,
+    )
+
+
+def refresh_once(
+    settings: Settings, stop: threading.Event, *, stages: Stages | None = None,
+    out: TextIO | None = None,
+) -> int:  # fmt: skip
+    """One refresh of every series; one line per series. 0 ok, 1 a refresh failed, 3 locked."""
+    return _report(
+        lambda: run_refresh(settings, stages=stages, stop=stop),
+        lambda o: (o["series"], o["status"], o["reason"]),
+        out or sys.stdout,
+    )
+
+
+def _report(
+    job: Callable[[], Any], fields: Callable[[Any], tuple[str, str, str]], out: TextIO
+) -> int:
+    """Run a locked ``job``, write ``series: status - reason`` per series; the exit code."""
     try:
-        record = run_cycle(settings, stages=stages, models=models, stop=stop)
+        record = job()
     except LockBusyError as exc:
         logger.warning("%s", exc)
         return EXIT_LOCKED
     for outcome in record.series:
-        out.write(f"{outcome.series}: {outcome.status} - {outcome.reason}\n")
+        series, status, reason = fields(outcome)
+        out.write(f"{series}: {status} - {reason}\n")
     return 0 if record.status == "success" else 1
 
 
@@ -200,9 +226,16 @@ def serve(
             )
             job()
         logger.info("next cycle at %s (local clock)", runner.next_run)
+        refresher = None
+        if settings.refresh_enabled:
+            refresher = RefreshJob(settings, stages=stages, stop=stop, catchup=options.catchup)
         while not stop.is_set():
             runner.run_pending()
-            stop.wait(timeout=min(MAX_IDLE_SECONDS, max(1.0, runner.idle_seconds or 1.0)))
+            idle = max(1.0, runner.idle_seconds or 1.0)
+            if refresher is not None:
+                refresher.run_pending()
+                idle = min(idle, max(1.0, refresher.seconds_until_next()))
+            stop.wait(timeout=min(MAX_IDLE_SECONDS, idle))
     finally:
         if server is not None:
             server.shutdown()
@@ -237,6 +270,8 @@ def run(settings: Settings, options: Options, out: TextIO | None = None) -> int:
         return 0
     stop = threading.Event()
     with stop_on_signals(stop):
+        if options.command == "refresh-once":
+            return refresh_once(settings, stop, out=out)
         if options.command == "once":
             try:
                 return run_once(settings, options.models, stop, out=out)

@@ -1,0 +1,3 @@
+from pipeline.refresh.cli import main
+
+raise SystemExit(main())
