@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -29,7 +30,9 @@ def test_main_rejects_bad_usage() -> None:
 
 @pytest.mark.slow
 def test_real_uvicorn_with_two_workers_serves_over_http(tmp_path: Path) -> None:
-    metas = build_models(tmp_path / "models")  # the MODELS_DIR the server reads
+    # The MODELS_DIR the server reads; the series end at the current period, since the real
+    # clock decides which steps of the paths are still ahead.
+    metas = build_models(tmp_path / "models", end=None)
     port = free_port()
     env = {**os.environ, "LOG_FORMAT": "json", "PYTHONPATH": str(ROOT)}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
@@ -57,7 +60,11 @@ def test_real_uvicorn_with_two_workers_serves_over_http(tmp_path: Path) -> None:
             for _ in range(20):
                 response = http.post("/api/v1/predict", json={"timeframe": "1h", "steps": 2})
                 assert response.status_code == 200
-                assert response.json()["model_version"] == metas[f"{BTC_1H.name}/drift"].version
+                body = response.json()
+                assert body["model_version"] == metas[f"{BTC_1H.name}/drift"].version
+                first = datetime.fromisoformat(body["forecasts"][0]["timestamp"])
+                answered = datetime.fromisoformat(body["prediction_timestamp"])
+                assert answered < first <= answered + timedelta(hours=1)  # the next hour
             assert http.get("/predict", params={"steps": 7}).status_code == 200
             text = http.get("/metrics").text
         # Multiprocess mode: the counts add up across both workers, whichever answered.
@@ -66,6 +73,9 @@ def test_real_uvicorn_with_two_workers_serves_over_http(tmp_path: Path) -> None:
         assert ({"series": BTC_1H.name, "model": "drift"}, 20.0) in metric_samples(
             text, "predictions_total"
         )
+        ages = metric_samples(text, "forecast_issue_age_periods")
+        # Built from this period's origin (or the last one's, if a period closed meanwhile).
+        assert len(ages) == 4 and all(0 <= value < 2 for _, value in ages)
     finally:
         stop(proc)
         log.close()

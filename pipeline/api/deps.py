@@ -8,6 +8,7 @@ import asyncio
 import hmac
 import logging
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -19,6 +20,7 @@ from starlette.types import Scope
 from pipeline import __version__
 from pipeline.api.data import DataCache
 from pipeline.api.errors import ApiError, NotServedError, unauthorized
+from pipeline.api.freshness import IssueAgeCollector, Staleness, utc_now
 from pipeline.api.middleware import ApiMetrics, ModelCollector, RateLimiter
 from pipeline.api.registry import RegistryHolder, ReloadResult
 from pipeline.api.served import ServedModel
@@ -31,9 +33,15 @@ logger = logging.getLogger(__name__)
 
 
 class ApiRuntime:
-    """Everything the routes and the middleware share; filled by the lifespan."""
+    """Everything the routes and the middleware share; filled by the lifespan.
+
+    ``clock`` is the time the forecasts are answered at (tests freeze it); ``staleness`` the
+    rules that flag or refuse old forecasts (``STALE_AFTER_PERIODS``, ``STALE_LIMIT_PERIODS``).
+    """
 
     def __init__(self) -> None:
+        self.clock: Callable[[], datetime] = utc_now
+        self.staleness = Staleness()
         self.metrics = ApiMetrics()
         self.settings: Settings | None = None
         self.holder: RegistryHolder | None = None
@@ -53,7 +61,8 @@ class ApiRuntime:
         self.reload_lock = asyncio.Lock()
         self.reloads = {"success": 0, "failure": 0}
         self._prediction_counters: dict[tuple[str, str], Any] = {}
-        self.metrics.registry.register(ModelCollector(self.served_models))
+        for collector in self.model_collectors():
+            self.metrics.registry.register(collector)
 
     def configure(self, settings: Settings) -> None:
         self.settings = settings
@@ -64,11 +73,19 @@ class ApiRuntime:
             RateLimiter(settings.rate_limit_per_minute) if settings.rate_limit_per_minute else None
         )
         self.max_body_bytes = settings.max_body_bytes
+        self.staleness = Staleness.from_settings(settings)
         self.api_key = settings.api_key.get_secret_value().encode() if settings.api_key else None
         self.admin_key = (
             settings.admin_api_key.get_secret_value().encode() if settings.admin_api_key else None
         )
         self.code_version = code_version()
+
+    def model_collectors(self) -> list[ModelCollector | IssueAgeCollector]:
+        """The collectors that read the served models at scrape time."""
+        return [
+            ModelCollector(self.served_models),
+            IssueAgeCollector(self.served_models, lambda: self.clock()),
+        ]
 
     def served_models(self) -> list[ServedModel]:
         if self.holder is None:

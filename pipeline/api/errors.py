@@ -42,6 +42,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         413: "request body too large",
         422: "invalid input (names the field and the allowed values) or steps beyond the horizon",
         429: "rate limited (see Retry-After)",
+        503: "no models are loaded, or the forecast cannot answer now: every step of its path is "
+        "past, or it is older than STALE_LIMIT_PERIODS (the message says which and what renews it)",
     }.items()
 }
 
@@ -60,6 +62,18 @@ class StepsError(PipelineError):
     def __init__(self, message: str, maximum: int) -> None:
         super().__init__(message)
         self.maximum = maximum
+
+
+class ForecastUnavailable(PipelineError):
+    """The served forecast path cannot answer now (HTTP 503): ``code`` says why.
+
+    ``forecast_expired``: every step of the path is at or before the time of the request;
+    ``forecast_stale``: the path is older than the hard limit (``STALE_LIMIT_PERIODS``).
+    """
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class ApiError(Exception):
@@ -96,6 +110,11 @@ def steps_beyond_horizon(exc: StepsError, field: str) -> ApiError:
     """The 422 answer to more steps than the model's horizon."""
     detail = {"field": field, "message": str(exc), "minimum": 1, "maximum": exc.maximum}
     return ApiError(422, "steps_beyond_horizon", str(exc), details=[detail])
+
+
+def forecast_unavailable(exc: ForecastUnavailable) -> ApiError:
+    """The 503 answer to a forecast path that cannot answer now."""
+    return ApiError(503, exc.code, str(exc))
 
 
 def unauthorized(header: str) -> ApiError:

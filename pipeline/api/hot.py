@@ -13,7 +13,8 @@ the pydantic model, the ``X-API-Key`` security requirement, the error answers of
 and dependency solving, which costs more than the rest of a hot request (see
 ``bench/bench_api.py``). Instead it checks the API key, validates the body (JSON) or the query
 with the same model, calls the handler, maps validation and steps errors to the API's answers
-and sends the bytes the handler returns as JSON.
+and sends the bytes the handler returns as JSON. A forecast that cannot answer now (every step
+past, or older than the hard limit) is answered 503.
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ from starlette.requests import Request
 from pipeline.api.deps import API_KEY, ApiRuntime, api_key_of, check_api_key, runtime_of
 from pipeline.api.errors import (
     ERRORS,
+    ForecastUnavailable,
     StepsError,
+    forecast_unavailable,
     invalid_input,
     json_response,
     steps_beyond_horizon,
@@ -91,6 +94,8 @@ class HotRoute(APIRoute):
                 payload = await handler(runtime, value)
             except StepsError as exc:
                 raise steps_beyond_horizon(exc, steps_field) from None
+            except ForecastUnavailable as exc:
+                raise forecast_unavailable(exc) from None
             return json_response(payload)
 
         return answer

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pipeline.api.errors import NotServedError
-from pipeline.api.schemas import ModelsResponse
+from pipeline.api.ops_schemas import ModelsResponse
 from pipeline.api.served import ServedModel, build_served
 from pipeline.api.wire import utc_second
 from pipeline.artifacts.store import CHAMPION_FILE, ArtifactStore

@@ -112,6 +112,49 @@ class ForecastPoint(BaseModel):
     upper_95: float | None = None
 
 
+#: An example of :class:`Freshness`, shown in the documents of every forecast answer.
+_FRESHNESS_EXAMPLE: dict[str, Any] = {
+    "issued_at": "2026-11-21T10:15:00Z",
+    "origin": "2026-11-21T00:00:00Z",
+    "age_seconds": 43200,
+    "age_periods": 0.5,
+    "stale": False,
+    "steps_available": 30,
+}
+
+
+class Freshness(BaseModel):
+    """How fresh the forecast path behind an answer is (part of every forecast answer)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [_FRESHNESS_EXAMPLE]})
+
+    issued_at: datetime = Field(
+        description="when this forecast path (issue) was written: by the training run that made "
+        "the version, or by a later refresh of it from newer prices"
+    )
+    origin: datetime = Field(
+        description="the last observed timestamp the path starts from; step 1 of an answer is "
+        "the first forecast timestamp strictly after the time of the answer"
+    )
+    age_seconds: int = Field(
+        ge=0, description="the age of the issue: seconds from origin to the time of the answer"
+    )
+    age_periods: float = Field(
+        ge=0,
+        description="the age of the issue in periods of the timeframe (1h, 4h or 1d), "
+        "to 3 decimals",
+    )
+    stale: bool = Field(
+        description="true when the issue is older than STALE_AFTER_PERIODS periods (default 2) "
+        "or when fewer steps remain in the path than were asked"
+    )
+    steps_available: int = Field(
+        ge=0,
+        description="steps of the path still ahead of the time of the answer; an answer holds "
+        "min(steps, steps_available) steps",
+    )
+
+
 class PredictResponse(BaseModel):
     model_config = ConfigDict(
         protected_namespaces=(),
@@ -131,6 +174,7 @@ class PredictResponse(BaseModel):
                     "predicted_price": 91310.2,
                     "confidence_score": 0.52,
                     "prediction_timestamp": "2026-11-21T12:00:00.123Z",
+                    "freshness": _FRESHNESS_EXAMPLE,
                     "horizon": 30,
                     "forecasts": [
                         {
@@ -156,13 +200,17 @@ class PredictResponse(BaseModel):
     model_version: str
     is_champion: bool
     trained_at: datetime = Field(description="when the version was written")
-    data_end: datetime = Field(description="last observation the model saw")
-    last_price: float
-    predicted_price: float = Field(description="the first step's point forecast")
+    data_end: datetime = Field(description="last observation the model was trained on")
+    last_price: float = Field(description="the price at the forecast's origin")
+    predicted_price: float = Field(description="the first served step's point forecast")
     confidence_score: float = Field(ge=0, le=1, description=CONFIDENCE_SCORE_DOC)
     prediction_timestamp: datetime = Field(description="when this answer was produced (UTC)")
+    freshness: Freshness = Field(description="issue time, origin, age and the stale flag")
     horizon: int = Field(description="the most steps this model can answer")
-    forecasts: list[ForecastPoint]
+    forecasts: list[ForecastPoint] = Field(
+        description="the steps after the time of the answer, numbered from 1 (fewer than asked "
+        "when fewer remain: see freshness.steps_available)"
+    )
 
 
 @dataclass(frozen=True)
@@ -280,6 +328,7 @@ class CompatPredictResponse(BaseModel):
                     },
                     "series": "bitcoin-usd-1d",
                     "confidence_level": 0.95,
+                    "freshness": _FRESHNESS_EXAMPLE,
                 }
             ]
         }
@@ -292,68 +341,4 @@ class CompatPredictResponse(BaseModel):
     metadata: CompatMetadata
     series: str
     confidence_level: float
-
-
-class ModelSummary(BaseModel):
-    model_config = ConfigDict(protected_namespaces=())
-
-    series: str
-    coin: str
-    vs_currency: str
-    timeframe: Timeframe
-    model: str
-    version: str
-    is_champion: bool
-    trained_at: datetime
-    data_end: datetime
-    horizon: int
-    last_price: float
-    metrics: dict[str, float | None]
-    params: dict[str, Any]
-    data_source: str | None = None
-
-
-class ModelsResponse(BaseModel):
-    models: list[ModelSummary]
-    champions: dict[str, str] = Field(description="series -> champion model")
-    loaded_at: datetime
-    load_errors: list[str]
-
-
-class HealthResponse(BaseModel):
-    status: Literal["ok", "unavailable"]
-    model_loaded: bool
-    models: int
-    series: list[str]
-    reason: str | None = None
-
-
-class ReloadResponse(BaseModel):
-    outcome: Literal["success", "failure"]
-    message: str
-    models: int
-    changed: list[str] = Field(description="series/model entries whose version changed")
-    failures: list[str] = Field(description="what failed; those keep their previous version")
-    duration_ms: float
-    pid: int
-
-
-class DataPoint(BaseModel):
-    ds: datetime
-    price: float
-    imputed: bool | None = None
-
-
-class DataLatestResponse(BaseModel):
-    series: str
-    rows: list[DataPoint]
-    last_ds: datetime
-    rows_total: int
-    age_seconds: float
-
-
-class RootResponse(BaseModel):
-    service: str
-    version: str
-    docs: str
-    links: dict[str, str]
+    freshness: Freshness = Field(description="issue time, origin, age and the stale flag")

@@ -1,10 +1,12 @@
 """One served model version: its forecast path pre-serialised from the response models.
 
 :func:`build_served` turns a loaded artifact (checksums verified by
-:meth:`ArtifactStore.load`) into a :class:`ServedModel`. Everything an answer can contain is
-serialised there, once per loaded version, by the pydantic models of
-:mod:`pipeline.api.schemas` (see :mod:`pipeline.api.wire`); a request only slices the forecast
-points and joins bytes.
+:meth:`ArtifactStore.load`) and one issue of its forecast path (:mod:`pipeline.api.issue`) into
+a :class:`ServedModel`. An answer starts at the first step of the path strictly after the time
+of the request, with its steps numbered from 1 (:mod:`pipeline.api.freshness` finds that step,
+once per second). Everything an answer can contain from a given step is serialised once, by the
+pydantic models of :mod:`pipeline.api.schemas` (see :mod:`pipeline.api.wire`), when time first
+reaches that step; a request only slices the forecast points and joins bytes.
 """
 
 from __future__ import annotations
@@ -13,60 +15,46 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from itertools import combinations
 from typing import Any
 
-import numpy as np
-
-from pipeline.api.errors import StepsError
-from pipeline.api.schemas import (
-    CompatMetadata,
-    CompatPredictResponse,
-    ModelSummary,
-    PredictResponse,
-)
-from pipeline.api.wire import JsonTemplate, items_json, json_list, now_json, utc_second
+from pipeline.api.errors import ForecastUnavailable, StepsError
+from pipeline.api.freshness import Assessment, Staleness, assess, utc_now
+from pipeline.api.issue import ForecastPath, Issue, artifact_issue
+from pipeline.api.ops_schemas import ModelSummary
+from pipeline.api.schemas import CompatMetadata, CompatPredictResponse, Freshness
+from pipeline.api.slices import LEVELS, PathSlice, build_slice, levels_key
+from pipeline.api.wire import JsonTemplate, json_list, now_json, utc_second
 from pipeline.artifacts.store import LoadedArtifact
 from pipeline.errors import PipelineError
-from pipeline.forecasters.base import DEFAULT_LEVELS
-from pipeline.series import SeriesId
+from pipeline.series import SeriesId, freq_offset
 
-LEVELS: tuple[int, ...] = DEFAULT_LEVELS
-Z95 = 1.959964
-
-
-def confidence_score(mean: float, lower_95: float, upper_95: float, last_price: float) -> float:
-    """Probability of the predicted direction of move at step 1 (see the schemas for the rule).
-
-    Log price at step 1 ~ Normal(log(mean), sd) with sd = (log upper_95 - log lower_95) / (2 z95).
-    ``p_up = P(price > last_price)``; the score is ``p_up`` if ``mean >= last_price`` else
-    ``1 - p_up``. A degenerate interval (sd = 0) gives 1.0, or 0.5 when mean equals last_price.
-    """
-    if min(mean, lower_95, upper_95, last_price) <= 0:
-        return 0.5
-    sd = (math.log(upper_95) - math.log(lower_95)) / (2 * Z95)
-    diff = math.log(mean) - math.log(last_price)
-    if sd <= 0 or not math.isfinite(sd):
-        return 0.5 if diff == 0 else 1.0
-    p_up = 0.5 * math.erfc(-diff / (sd * math.sqrt(2.0)))  # Phi(diff / sd)
-    score = p_up if mean >= last_price else 1.0 - p_up
-    return min(1.0, max(0.0, score))
+#: The rules an answer follows when the caller passes none (the settings' defaults).
+DEFAULT_STALENESS = Staleness()
 
 
-def levels_key(levels: Sequence[int]) -> str:
-    """The key of a set of interval levels: ``"80,95"``, ``"80"``, ``"95"``."""
-    return ",".join(str(level) for level in sorted(set(levels)))
+@dataclass(frozen=True, slots=True)
+class Moment:
+    """What one served model answers during one second, under one staleness policy."""
+
+    #: the Unix second and the rules it was assessed under (the cache key)
+    second: int
+    policy: Staleness
+    assessment: Assessment
+    #: the answers from the first step after that second; None when no step is left
+    part: PathSlice | None
+    #: the freshness JSON when the path holds the steps asked, and when it holds fewer
+    freshness: bytes
+    freshness_short: bytes
 
 
-#: Every non-empty set of levels a request can ask for.
-LEVEL_SETS: tuple[tuple[int, ...], ...] = tuple(
-    subset for size in range(len(LEVELS), 0, -1) for subset in combinations(LEVELS, size)
-)
-
-
-@dataclass
+@dataclass(eq=False)
 class ServedModel:
-    """One loaded version with its answers pre-serialised."""
+    """One loaded version answering from one issue of its forecast path.
+
+    A registry that serves a newer issue of a version builds it with
+    ``build_served(..., issue=Issue(forecast, issued_at, origin, last_price, source))``; the
+    answers then start after "now" on that path and report its ``issued_at`` and ``origin``.
+    """
 
     series: SeriesId
     model: str
@@ -74,20 +62,29 @@ class ServedModel:
     is_champion: bool
     horizon: int
     trained_at: datetime
+    #: when the served issue (forecast path) was written
+    issued_at: datetime
+    #: the last observed timestamp the served issue starts from
+    origin: datetime
+    path: ForecastPath = field(repr=False)
     #: the /model/info answer (and this model's item of /api/v1/models)
     summary: ModelSummary = field(repr=False)
-    #: v1: open fields prediction_timestamp, forecasts
-    predict_template: JsonTemplate = field(repr=False)
-    #: v1: per level-set key ("80,95", "80", "95"), the JSON of each forecast point
-    points: dict[str, list[bytes]] = field(repr=False)
-    #: compat, per level: open fields predictions, timestamp, confidence_intervals
-    compat_templates: dict[int, JsonTemplate] = field(repr=False)
-    #: compat: the point forecasts as JSON numbers
-    means: list[bytes] = field(repr=False)
-    #: compat, per level: the JSON of each interval
-    intervals: dict[int, list[bytes]] = field(repr=False)
     summary_json: bytes = field(repr=False)
+    #: v1: the fixed fields every offset shares
+    common: dict[str, Any] = field(repr=False)
+    #: compat, per level: open fields predictions, timestamp, confidence_intervals, freshness
+    compat_templates: dict[int, JsonTemplate] = field(repr=False)
+    _issue: Issue | None = field(repr=False, default=None)
     _artifact: LoadedArtifact | None = field(repr=False, default=None)
+    #: one step in seconds, the origin as a Unix second; the caches of the last offset and second
+    period: int = field(init=False, repr=False)
+    _origin_second: int = field(init=False, repr=False)
+    _slice: PathSlice | None = field(init=False, repr=False, default=None)
+    _moment: Moment | None = field(init=False, repr=False, default=None)
+
+    def __post_init__(self) -> None:
+        self.period = int(freq_offset(self.series.freq).total_seconds())
+        self._origin_second = int(self.origin.timestamp())
 
     @property
     def key(self) -> str:
@@ -97,11 +94,18 @@ class ServedModel:
     def age_seconds(self) -> float:
         return (datetime.now(UTC) - self.trained_at).total_seconds()
 
+    def issue_age(self, now: datetime) -> tuple[float, float]:
+        """Seconds and periods from the served issue's origin to ``now`` (0 before it)."""
+        age = max(0.0, now.timestamp() - self._origin_second)
+        return age, age / self.period
+
     def with_champion(self, is_champion: bool) -> ServedModel:
         """A copy flagged (or not) as its series' champion."""
         if is_champion == self.is_champion:
             return self
-        return build_served(self.series, self.model, self.version, is_champion, self._artifact)
+        return build_served(
+            self.series, self.model, self.version, is_champion, self._artifact, self._issue
+        )
 
     # -- answers ------------------------------------------------------------------------------
     def check_steps(self, steps: int) -> None:
@@ -112,70 +116,120 @@ class ServedModel:
                 self.horizon,
             )
 
-    def predict_json(self, steps: int, levels: Sequence[int] = LEVELS) -> bytes:
-        """The v1 predict response body for ``steps`` steps (raises StepsError)."""
-        self.check_steps(steps)
-        points = self.points[levels_key(levels)]
-        return self.predict_template.fill(now_json(), json_list(points[:steps]))
+    def predict_json(
+        self,
+        steps: int,
+        levels: Sequence[int] = LEVELS,
+        *,
+        now: datetime | None = None,
+        policy: Staleness = DEFAULT_STALENESS,
+    ) -> bytes:
+        """The v1 predict body: up to ``steps`` steps after ``now`` (default: the clock).
 
-    def compat_json(self, steps: int, level: int) -> bytes:
+        Raises :class:`StepsError` beyond the horizon and :class:`ForecastUnavailable` when the
+        path cannot answer at ``now``.
+        """
+        part, freshness, count, at = self._answer(steps, now, policy)
+        points = part.points[levels_key(levels)]
+        return part.predict_template.fill(now_json(at), freshness, json_list(points[:count]))
+
+    def compat_json(
+        self,
+        steps: int,
+        level: int,
+        *,
+        now: datetime | None = None,
+        policy: Staleness = DEFAULT_STALENESS,
+    ) -> bytes:
         """The compatibility ``/predict`` body (predictions, intervals at ``level``)."""
-        self.check_steps(steps)
+        part, freshness, count, at = self._answer(steps, now, policy)
         return self.compat_templates[level].fill(
-            json_list(self.means[:steps]), now_json(), json_list(self.intervals[level][:steps])
+            json_list(part.means[:count]),
+            now_json(at),
+            json_list(part.intervals[level][:count]),
+            freshness,
         )
+
+    def _answer(
+        self, steps: int, now: datetime | None, policy: Staleness
+    ) -> tuple[PathSlice, bytes, int, float]:
+        """The slice to answer from, the freshness JSON, how many steps and the time."""
+        self.check_steps(steps)
+        at = (now or utc_now()).timestamp()
+        second = int(at)
+        moment = self._moment
+        if moment is None or moment.second != second or moment.policy is not policy:
+            moment = self.moment(second, policy)
+        refusal = moment.assessment.refusal
+        if refusal is not None:
+            raise ForecastUnavailable(*refusal)
+        part = moment.part
+        assert part is not None  # assess() refuses a path with no step left
+        remaining = moment.assessment.remaining
+        if steps <= remaining:
+            return part, moment.freshness, steps, at
+        return part, moment.freshness_short, remaining, at
+
+    def moment(self, second: int, policy: Staleness) -> Moment:
+        """What this model answers during the Unix ``second`` (cached for the last one)."""
+        cached = self._moment
+        if cached is not None and cached.second == second and cached.policy == policy:
+            return cached
+        assessment = assess(
+            second,
+            stamps=self.path.seconds,
+            origin=self._origin_second,
+            period=self.period,
+            policy=policy,
+            what=f"{self.key} ({self.version})",
+            freq=self.series.freq,
+        )
+        part = self._slice_at(assessment.offset) if assessment.remaining else None
+        freshness = self._freshness_json(assessment, assessment.stale)
+        short = freshness if assessment.stale else self._freshness_json(assessment, True)
+        self._moment = Moment(second, policy, assessment, part, freshness, short)
+        return self._moment
+
+    def _freshness_json(self, assessment: Assessment, stale: bool) -> bytes:
+        return (
+            Freshness(
+                issued_at=self.issued_at,
+                origin=self.origin,
+                age_seconds=assessment.age_seconds,
+                age_periods=assessment.age_periods,
+                stale=stale,
+                steps_available=assessment.remaining,
+            )
+            .model_dump_json()
+            .encode()
+        )
+
+    def _slice_at(self, offset: int) -> PathSlice:
+        cached = self._slice
+        if cached is None or cached.offset != offset:
+            cached = self._slice = build_slice(self.path, self.common, offset)
+        return cached
 
 
 def build_served(
-    series: SeriesId, model: str, version: str, is_champion: bool, art: LoadedArtifact | None
+    series: SeriesId,
+    model: str,
+    version: str,
+    is_champion: bool,
+    art: LoadedArtifact | None,
+    issue: Issue | None = None,
 ) -> ServedModel:
-    """Pre-serialise one loaded artifact."""
+    """Serve one loaded version from ``issue`` (default: the path it was written with)."""
     if art is None:
         raise PipelineError(f"{series.name}/{model}/{version}: no artifact to serve")
     meta = art.metadata
-    frame = art.forecast
-    needed = ["ds", "mean"] + [f"{side}_{lv}" for lv in LEVELS for side in ("lower", "upper")]
-    missing = [col for col in needed if col not in frame.columns]
-    if missing:
-        raise PipelineError(f"{art.path}/forecast.csv: missing columns {missing}")
-    if frame.empty:
-        raise PipelineError(f"{art.path}/forecast.csv: the forecast path is empty")
-    values = {col: frame[col].to_numpy(dtype=float) for col in needed[1:]}
-    if not np.all(np.isfinite(values["mean"])) or np.any(values["mean"] <= 0):
-        raise PipelineError(f"{art.path}/forecast.csv: non-finite or non-positive mean forecast")
-    horizon = min(len(frame), int(meta.horizon))
-    stamps = [utc_second(ts) for ts in frame["ds"][:horizon]]
+    issue = issue or artifact_issue(art)
+    path = ForecastPath.of(issue, int(meta.horizon))
+    horizon = len(path.stamps)
     trained_at = meta.created_at if meta.created_at.tzinfo else meta.created_at.replace(tzinfo=UTC)
-    data_end = meta.training.last_ds
-    data_end = data_end if data_end.tzinfo else data_end.replace(tzinfo=UTC)
-    first = {col: float(values[col][0]) for col in needed[1:]}
-    score = confidence_score(first["mean"], first["lower_95"], first["upper_95"], meta.last_price)
     metrics = {k: (v if v is None or math.isfinite(v) else None) for k, v in meta.metrics.items()}
-    column = {col: values[col][:horizon].tolist() for col in needed[1:]}
-
-    points = {
-        levels_key(subset): items_json(
-            PredictResponse,
-            "forecasts",
-            (
-                {
-                    "timestamp": stamps[i],
-                    "step": i + 1,
-                    "mean": column["mean"][i],
-                    **{
-                        f"{side}_{lv}": column[f"{side}_{lv}"][i] if lv in subset else None
-                        for lv in LEVELS
-                        for side in ("lower", "upper")
-                    },
-                }
-                for i in range(horizon)
-            ),
-        )
-        for subset in LEVEL_SETS
-    }
-    assert all(len(p) == horizon for p in points.values())
     # The fields the v1 answer and the model summary share.
-    common: dict[str, Any] = {
+    shared: dict[str, Any] = {
         "series": series.name,
         "coin": series.coin,
         "vs_currency": series.vs,
@@ -183,25 +237,17 @@ def build_served(
         "model": model,
         "is_champion": is_champion,
         "trained_at": utc_second(trained_at),
-        "data_end": utc_second(data_end),
-        "last_price": float(meta.last_price),
+        "data_end": utc_second(meta.training.last_ds),
+        "last_price": float(issue.last_price),
+        "horizon": horizon,
     }
-    predict_template = JsonTemplate(
-        PredictResponse,
-        ("prediction_timestamp", "forecasts"),
-        **common,
-        model_version=version,
-        predicted_price=first["mean"],
-        confidence_score=round(score, 6),
-        horizon=horizon,
-    )
     compat_meta = CompatMetadata(
         trained_at=utc_second(trained_at), metrics=metrics, version=version
     )
     compat_templates = {
         lv: JsonTemplate(
             CompatPredictResponse,
-            ("predictions", "timestamp", "confidence_intervals"),
+            ("predictions", "timestamp", "confidence_intervals", "freshness"),
             model_type=model,
             metadata=compat_meta,
             series=series.name,
@@ -209,40 +255,31 @@ def build_served(
         )
         for lv in LEVELS
     }
-    intervals = {
-        lv: items_json(
-            CompatPredictResponse,
-            "confidence_intervals",
-            (
-                {"step": i + 1, "lower": lo, "upper": hi}
-                for i, (lo, hi) in enumerate(
-                    zip(column[f"lower_{lv}"], column[f"upper_{lv}"], strict=True)
-                )
-            ),
-        )
-        for lv in LEVELS
-    }
     summary = ModelSummary(
-        **common,
+        **shared,
         version=version,
-        horizon=horizon,
+        issued_at=issue.issued_at,
+        origin=issue.origin,
         metrics=metrics,
         params=meta.params,
         data_source=meta.data_source,
     )
-    return ServedModel(
+    served = ServedModel(
         series=series,
         model=model,
         version=version,
         is_champion=is_champion,
         horizon=horizon,
         trained_at=trained_at,
+        issued_at=issue.issued_at,
+        origin=issue.origin,
+        path=path,
         summary=summary,
-        predict_template=predict_template,
-        points=points,
-        compat_templates=compat_templates,
-        means=items_json(CompatPredictResponse, "predictions", column["mean"]),
-        intervals=intervals,
         summary_json=summary.model_dump_json().encode(),
+        common={**shared, "model_version": version},
+        compat_templates=compat_templates,
+        _issue=issue,
         _artifact=art,
     )
+    served._slice_at(0)  # serialised now: a path the response models reject fails the load
+    return served

@@ -63,7 +63,26 @@ class JsonTemplate:
         parts = self._parts
         if self._order != self._identity:
             values = tuple(values[index] for index in self._order)
-        if len(values) == 2:  # the common case, spelled out: this runs on every hot request
+        # The hot answers' cases, spelled out: this runs on every request.
+        if len(values) == 4:
+            return b"".join(
+                (
+                    parts[0],
+                    values[0],
+                    parts[1],
+                    values[1],
+                    parts[2],
+                    values[2],
+                    parts[3],
+                    values[3],
+                    parts[4],
+                )
+            )
+        if len(values) == 3:
+            return b"".join(
+                (parts[0], values[0], parts[1], values[1], parts[2], values[2], parts[3])
+            )
+        if len(values) == 2:
             return b"".join((parts[0], values[0], parts[1], values[1], parts[2]))
         out = [parts[0]]
         for value, part in zip(values, parts[1:], strict=True):
@@ -111,18 +130,24 @@ def iso(ts: datetime | pd.Timestamp) -> str:
     return utc_second(ts).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-_second: list[Any] = [-1, ""]
+#: The second last formatted and its JSON prefix (``"2026-11-21T12:00:00``).
+_second: list[Any] = [-1, b""]
 
 
-def now_iso() -> str:
-    """The current UTC time with milliseconds, e.g. ``2026-11-21T12:00:00.123Z`` (hot path)."""
-    now = time.time()
+def now_json(at: float | None = None) -> bytes:
+    """``at`` (Unix seconds; default: now) as a JSON string in UTC with milliseconds, e.g.
+    ``"2026-11-21T12:00:00.123Z"``: the per-request answer timestamp (hot path: the date part
+    is formatted once per second)."""
+    now = time.time() if at is None else at
     second = int(now)
     if second != _second[0]:
-        _second[:] = [second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))]
-    return f"{_second[1]}.{int((now - second) * 1000):03d}Z"
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        _second[:] = [second, b'"' + stamp.encode()]
+    # To the microsecond first, so that float error never drops a millisecond (x.001 -> .000).
+    millis = min(999, round((now - second) * 1_000_000) // 1000)
+    return b'%s.%03dZ"' % (_second[1], millis)
 
 
-def now_json() -> bytes:
-    """:func:`now_iso` as a JSON string (the per-request answer timestamp)."""
-    return b'"' + now_iso().encode() + b'"'
+def now_iso(at: float | None = None) -> str:
+    """:func:`now_json` as text: ``2026-11-21T12:00:00.123Z``."""
+    return now_json(at)[1:-1].decode()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +15,7 @@ from pipeline.artifacts.store import FORECAST_FILE, ArtifactMetadata, ArtifactSt
 from pipeline.config import Settings
 from pipeline.forecasters import make_forecaster
 from pipeline.process.stage import DS_FORMAT, process_series, raw_source_path
-from pipeline.series import SeriesId, freq_offset
+from pipeline.series import FREQUENCIES, SeriesId, freq_offset
 from tests.helpers.prices import random_walk_prices
 
 with warnings.catch_warnings():
@@ -24,19 +26,49 @@ with warnings.catch_warnings():
 BTC_1D = SeriesId("bitcoin", "usd", "1d")
 BTC_1H = SeriesId("bitcoin", "usd", "1h")
 HORIZONS = {"1d": 30, "1h": 48}
+#: Where the test series end (their last observation): the origin of every forecast path.
+ORIGIN = datetime(2026, 11, 21, tzinfo=UTC)
 #: The metadata of the versions build_models wrote, by "series/model".
 Metas = dict[str, ArtifactMetadata]
 
 
-def prices(series: SeriesId, n: int = 200, seed: int = 0) -> pd.Series:
-    return random_walk_prices(n, "1D" if series.freq == "1d" else "1h", seed=seed)
+@dataclass
+class FrozenClock:
+    """A clock for the API's runtime (``runtime.clock``) that says ``now`` until moved."""
+
+    now: datetime = ORIGIN
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def set(self, now: datetime) -> None:
+        self.now = now
+
+
+def prices(
+    series: SeriesId, n: int = 200, seed: int = 0, end: datetime | None = ORIGIN
+) -> pd.Series:
+    """A seeded random walk of ``series.freq`` whose last point is ``end``.
+
+    ``end=None``: the current period of the real clock (for tests of real processes).
+    """
+    step = freq_offset(series.freq)
+    last = pd.Timestamp.now(tz="UTC").floor(step) if end is None else pd.Timestamp(end)
+    start = last - (n - 1) * step
+    return random_walk_prices(n, FREQUENCIES[series.freq], seed=seed, start=start.isoformat())
 
 
 def write(
-    store: ArtifactStore, series: SeriesId, model: str, *, seed: int = 0, promote: bool = False
+    store: ArtifactStore,
+    series: SeriesId,
+    model: str,
+    *,
+    seed: int = 0,
+    promote: bool = False,
+    end: datetime | None = ORIGIN,
 ) -> ArtifactMetadata:
-    """Fit ``model`` on a seeded random walk and write it as a new version."""
-    y = prices(series, seed=seed)
+    """Fit ``model`` on a seeded random walk ending at ``end`` and write it as a new version."""
+    y = prices(series, seed=seed, end=end)
     forecaster = make_forecaster(model).fit(y)
     meta = store.write_version(
         series, forecaster, y, horizon=HORIZONS[series.freq], metrics={"mase": 1.0 + seed / 100}
@@ -46,13 +78,16 @@ def write(
     return meta
 
 
-def build_models(root: Path) -> dict[str, ArtifactMetadata]:
-    """bitcoin 1d and 1h, naive and drift each; drift is the champion of both."""
+def build_models(root: Path, end: datetime | None = ORIGIN) -> dict[str, ArtifactMetadata]:
+    """bitcoin 1d and 1h, naive and drift each; drift is the champion of both.
+
+    Every series ends at ``end`` (default :data:`ORIGIN`; ``None``: the current period).
+    """
     store = ArtifactStore(root)
     out = {}
     for series in (BTC_1D, BTC_1H):
-        out[f"{series.name}/naive"] = write(store, series, "naive")
-        out[f"{series.name}/drift"] = write(store, series, "drift", promote=True)
+        out[f"{series.name}/naive"] = write(store, series, "naive", end=end)
+        out[f"{series.name}/drift"] = write(store, series, "drift", promote=True, end=end)
     return out
 
 

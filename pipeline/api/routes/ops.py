@@ -20,19 +20,15 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from pipeline import __version__
 from pipeline.api.deps import ADMIN_KEY, API_KEY, lookup, runtime_of
 from pipeline.api.errors import ERRORS, ApiError, NotServedError, dump_response, json_response
-from pipeline.api.middleware import ModelCollector
-from pipeline.api.schemas import (
-    COIN_REGEX,
-    MODEL_REGEX,
+from pipeline.api.ops_schemas import (
     DataLatestResponse,
-    ErrorResponse,
     HealthResponse,
     ModelsResponse,
     ModelSummary,
     ReloadResponse,
     RootResponse,
-    Timeframe,
 )
+from pipeline.api.schemas import COIN_REGEX, MODEL_REGEX, ErrorResponse, Timeframe
 from pipeline.errors import PipelineError, UsageError
 from pipeline.series import SeriesId
 
@@ -289,7 +285,8 @@ async def metrics(request: Request) -> Response:
 
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry, path=str(settings.prometheus_multiproc_dir))
-        registry.register(ModelCollector(runtime.served_models))
+        for collector in runtime.model_collectors():
+            registry.register(collector)
     else:
         registry = runtime.metrics.registry
     data = await anyio.to_thread.run_sync(generate_latest, registry)

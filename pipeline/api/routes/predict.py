@@ -4,13 +4,15 @@ simple-pipeline ``GET``/``POST /predict``.
 They are the hot paths: :class:`~pipeline.api.hot.HotRoute` checks the API key, validates the
 input with the pydantic model of the signature, maps the errors and documents the route from
 the same models; the handlers return the forecast bytes pre-serialised by
-:mod:`pipeline.api.served`.
+:mod:`pipeline.api.served`, from the first step after the runtime's clock (``runtime.clock``;
+one time for a whole batch) under the runtime's staleness rules.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -18,7 +20,9 @@ from fastapi import APIRouter, Query
 from pipeline.api.deps import ApiRuntime, Runtime, lookup
 from pipeline.api.errors import (
     ApiError,
+    ForecastUnavailable,
     StepsError,
+    forecast_unavailable,
     invalid_input,
     steps_beyond_horizon,
 )
@@ -37,7 +41,7 @@ from pipeline.api.schemas import (
     PredictRequest,
     PredictResponse,
 )
-from pipeline.api.served import LEVELS
+from pipeline.api.slices import LEVELS
 from pipeline.api.wire import JsonTemplate, json_list
 
 logger = logging.getLogger(__name__)
@@ -69,7 +73,9 @@ async def predict_compat_get(runtime: Runtime, query: Annotated[CompatQuery, Que
 )
 async def predict_v1(runtime: Runtime, body: PredictRequest) -> bytes:
     served = lookup(runtime, body.coin, body.vs_currency, body.timeframe, body.model)
-    payload = served.predict_json(body.steps, body.levels)
+    payload = served.predict_json(
+        body.steps, body.levels, now=runtime.clock(), policy=runtime.staleness
+    )
     runtime.count_prediction(served)
     return payload
 
@@ -88,7 +94,9 @@ def _compat(
     runtime: ApiRuntime, steps: int, level: float, coin: str | None, freq: str | None
 ) -> bytes:
     served = lookup(runtime, coin, None, freq, "champion")
-    payload = served.compat_json(steps, _LEVEL_OF[level])
+    payload = served.compat_json(
+        steps, _LEVEL_OF[level], now=runtime.clock(), policy=runtime.staleness
+    )
     runtime.count_prediction(served)
     return payload
 
@@ -111,7 +119,8 @@ async def predict_batch(runtime: Runtime, body: BatchRequest) -> bytes:
             message,
             details=[{"field": "body.requests", "message": message, "maximum": maximum}],
         )
-    parts = [_batch_item(runtime, index, item) for index, item in enumerate(items)]
+    now = runtime.clock()  # one time for the whole batch: every item answers the same "now"
+    parts = [_batch_item(runtime, index, item, now) for index, item in enumerate(items)]
     errors = sum(not ok for _, ok in parts)
     metrics = BatchMetrics(
         count=len(items),
@@ -122,16 +131,18 @@ async def predict_batch(runtime: Runtime, body: BatchRequest) -> bytes:
 
 
 def _batch_item(
-    runtime: ApiRuntime, index: int, item: PredictRequest | InvalidRequest
+    runtime: ApiRuntime, index: int, item: PredictRequest | InvalidRequest, now: datetime
 ) -> tuple[bytes, bool]:
     """One item's answer: its forecast, or the error it would have had alone."""
     try:
         if isinstance(item, InvalidRequest):
             raise invalid_input(item.errors, f"requests.{index}")
         served = lookup(runtime, item.coin, item.vs_currency, item.timeframe, item.model)
-        payload = served.predict_json(item.steps, item.levels)
+        payload = served.predict_json(item.steps, item.levels, now=now, policy=runtime.staleness)
     except StepsError as exc:
         error = steps_beyond_horizon(exc, f"requests.{index}.steps")
+    except ForecastUnavailable as exc:
+        error = forecast_unavailable(exc)
     except ApiError as exc:
         error = exc
     else:

@@ -10,7 +10,7 @@ import pytest
 from pipeline.api.app import create_app
 from pipeline.artifacts.store import ArtifactStore
 from pipeline.config import get_settings
-from tests.helpers.serving import Metas, TestClient, build_models
+from tests.helpers.serving import FrozenClock, Metas, TestClient, build_models
 
 
 @pytest.fixture
@@ -31,15 +31,26 @@ def metas(models_dir: Path) -> Metas:
 
 
 @pytest.fixture
-def make_client(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., TestClient]]:
-    """``make_client(ENV=value, ...)`` -> a started TestClient (lifespan run) on a fresh app."""
+def clock() -> FrozenClock:
+    """The API's clock in these tests: frozen at the origin of the test models' paths."""
+    return FrozenClock()
+
+
+@pytest.fixture
+def make_client(
+    monkeypatch: pytest.MonkeyPatch, clock: FrozenClock
+) -> Iterator[Callable[..., TestClient]]:
+    """``make_client(ENV=value, ...)`` -> a started TestClient (lifespan run) on a fresh app,
+    answering at the time of the :func:`clock` fixture."""
     clients: list[TestClient] = []
 
     def make(**env: str) -> TestClient:
         for key, value in env.items():
             monkeypatch.setenv(key, value)
         get_settings.cache_clear()
-        client = TestClient(create_app(configure_logs=False))
+        app = create_app(configure_logs=False)
+        app.state.runtime.clock = clock
+        client = TestClient(app)
         client.__enter__()
         clients.append(client)
         return client

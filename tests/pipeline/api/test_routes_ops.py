@@ -9,9 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.api.schemas import (
-    ModelsResponse,
-)
+from pipeline.api.ops_schemas import ModelsResponse
 from pipeline.artifacts.store import ArtifactStore
 from tests.helpers.serving import (
     BTC_1D,

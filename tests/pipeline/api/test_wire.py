@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+from typing import Any
 
 import pandas as pd
 import pytest
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
-from pipeline.api.wire import JsonTemplate, iso, items_json, json_list, now_iso, utc_second
+from pipeline.api.wire import (
+    JsonTemplate,
+    iso,
+    items_json,
+    json_list,
+    now_iso,
+    now_json,
+    utc_second,
+)
 
 
 class Doc(BaseModel):
@@ -48,3 +57,29 @@ def test_wire_times_are_utc_to_the_second() -> None:
     stamp = utc_second(pd.Timestamp("2026-11-21T12:15:00.5+02:00"))
     assert stamp == datetime(2026, 11, 21, 10, 15, tzinfo=UTC) and stamp.utcoffset() is not None
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", now_iso())
+
+
+def test_the_answer_timestamp_is_the_given_time_to_the_millisecond() -> None:
+    origin = datetime(2026, 11, 21, tzinfo=UTC).timestamp()
+    assert now_json(origin) == b'"2026-11-21T00:00:00.000Z"'
+    assert now_json(origin + 0.001) == b'"2026-11-21T00:00:00.001Z"'  # no float error drops it
+    assert now_json(origin + 59.9996) == b'"2026-11-21T00:00:59.999Z"'  # never rounds to 1000
+    assert now_iso(origin + 3600.25) == "2026-11-21T01:00:00.250Z"
+
+
+class Wide(BaseModel):
+    first: int
+    label: str
+    at: datetime
+    values: list[float]
+    count: int
+
+
+@pytest.mark.parametrize("slots", [("at", "values", "count"), ("count", "first", "values", "at")])
+def test_templates_of_three_and_four_slots_fill_like_the_model(slots: tuple[str, ...]) -> None:
+    whole = Wide(first=1, label="x", at=datetime(2026, 1, 1, tzinfo=UTC), values=[1.5], count=3)
+    fixed = {k: v for k, v in whole.model_dump().items() if k not in slots}
+    template = JsonTemplate(Wide, slots, **fixed)
+    dumped = whole.model_dump(mode="json")
+    parts = [TypeAdapter(Any).dump_json(dumped[name]) for name in slots]
+    assert template.fill(*parts) == whole.model_dump_json().encode()
