@@ -2,10 +2,15 @@
 
 :func:`load_registry` reads every series' champion and the latest version of every other model
 through :meth:`ArtifactStore.load` (checksums verified; the model file is never unpickled: the
-API serves the precomputed ``forecast.csv`` path) and pre-serialises each as a
+API serves a precomputed forecast path) and pre-serialises each as a
 :class:`~pipeline.api.served.ServedModel`. :class:`RegistryHolder` owns the current
 :class:`Registry`; a reload builds a new one beside it and replaces the reference in one
 assignment, so a request sees either the old or the new registry, never a mix.
+
+Each version is served from its newest verified *issue* (a forecast path the refresh stage
+re-issued from a newer price, :meth:`ArtifactStore.latest_issue`), else from the path it was
+trained with. A new issue changes the store signature, so polling and ``/model/reload`` pick
+it up like a new version.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pipeline.api.errors import NotServedError
+from pipeline.api.issue import Issue
 from pipeline.api.ops_schemas import ModelsResponse
 from pipeline.api.served import ServedModel, build_served
 from pipeline.api.wire import utc_second
@@ -89,7 +95,8 @@ class Registry:
 
 
 def store_signature(store: ArtifactStore) -> tuple[Any, ...]:
-    """A cheap fingerprint of what is on disk: champion pointers and the latest versions."""
+    """A cheap fingerprint of what is on disk: champion pointers, the latest versions and the
+    newest issue of every served version."""
     parts: list[Any] = []
     for series in store.list_series():
         pointer = store.series_dir(series) / CHAMPION_FILE
@@ -100,6 +107,14 @@ def store_signature(store: ArtifactStore) -> tuple[Any, ...]:
             parts.append((series.name, CHAMPION_FILE, None))
         for model in store.list_models(series):
             parts.append((series.name, model, store.latest(series, model)))
+        try:
+            served = store.served_versions(series)
+        except PipelineError:  # an unreadable pointer: its stat above already fingerprints it
+            served = []
+        for model, version in served:
+            parts.append(
+                (series.name, model, version, tuple(store.list_issues(series, model, version)[-1:]))
+            )
     return tuple(parts)
 
 
@@ -107,7 +122,21 @@ def _load_one(
     store: ArtifactStore, series: SeriesId, model: str, version: str, is_champion: bool
 ) -> ServedModel:
     art = store.load(series, model, version)
-    return build_served(series, model, version, is_champion, art)
+    info = store.latest_issue(series, model, version)
+    issue = None
+    if info is not None:
+        issue = Issue(
+            forecast=info.forecast,
+            issued_at=info.issued_at,
+            origin=info.origin,
+            last_price=float(info.record.last_price),
+            source=str(info.path),
+        )
+    return build_served(series, model, version, is_champion, art, issue)
+
+
+def _issue_label(served: ServedModel) -> str:
+    return f"{served.version} (origin {served.origin:%Y-%m-%dT%H:%M}Z)"
 
 
 class _Loader:
@@ -239,7 +268,7 @@ class RegistryHolder:
         return self.registry
 
     def needs_reload(self) -> bool:
-        """True when the champion pointers or latest versions changed on disk."""
+        """True when the champion pointers, latest versions or served issues changed on disk."""
         return store_signature(self.store) != self.registry.signature
 
     def reload(self) -> ReloadResult:
@@ -260,10 +289,16 @@ class RegistryHolder:
                     (time.perf_counter() - start) * 1000,
                 )
             changed = sorted(
-                f"{s}/{m}: {old.models[(s, m)].version if (s, m) in old.models else 'none'}"
-                f" -> {served.version}"
+                f"{s}/{m}: {_issue_label(old.models[(s, m)]) if (s, m) in old.models else 'none'}"
+                f" -> {_issue_label(served)}"
                 for (s, m), served in new.models.items()
-                if (s, m) not in old.models or old.models[(s, m)].version != served.version
+                if (s, m) not in old.models
+                or (
+                    old.models[(s, m)].version,
+                    old.models[(s, m)].issued_at,
+                    old.models[(s, m)].origin,
+                )
+                != (served.version, served.issued_at, served.origin)
             )
             changed += sorted(
                 f"{s}/{m}: {old.models[(s, m)].version} -> removed"

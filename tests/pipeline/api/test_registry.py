@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta
 
+import pandas as pd
 import pytest
 
 from pipeline.api.errors import NotServedError
 from pipeline.api.registry import RegistryHolder, load_registry, store_signature
-from pipeline.artifacts.store import ArtifactStore
-from tests.helpers.serving import BTC_1D, BTC_1H, build_models, tamper, write
+from pipeline.artifacts.store import ArtifactMetadata, ArtifactStore
+from tests.helpers.serving import BTC_1D, BTC_1H, build_models, read_forecast, tamper, write
 
 
 def test_registry_loads_champions_and_latest_of_other_models(store: ArtifactStore) -> None:
@@ -74,3 +76,54 @@ def test_empty_store_gives_an_empty_registry(store: ArtifactStore) -> None:
     assert registry.empty
     with pytest.raises(NotServedError, match="no artifacts"):
         registry.get(BTC_1D)
+
+
+def _reissue(store: ArtifactStore, meta: ArtifactMetadata, hours: int, bump: float) -> datetime:
+    """Write a newer issue of ``meta``'s version: its path moved ``hours`` later, prices x bump."""
+    path = read_forecast(store, meta)
+    path["ds"] = pd.to_datetime(path["ds"], utc=True) + pd.Timedelta(hours=hours)
+    for column in path.columns.drop("ds"):
+        path[column] = path[column] * bump
+    origin = meta.training.last_ds + timedelta(hours=hours)
+    store.write_issue(
+        BTC_1H, meta.model, meta.version, path,
+        origin=origin, last_price=float(meta.last_price) * bump, n_new=hours,
+        issued_at=origin + timedelta(minutes=2),
+    )  # fmt: skip
+    return origin
+
+
+def test_a_new_issue_is_served_and_noticed_by_polling(store: ArtifactStore) -> None:
+    metas = build_models(store.root)
+    champion = metas[f"{BTC_1H.name}/drift"]
+    holder = RegistryHolder(store)
+    before = holder.load_initial().get(BTC_1H)
+    assert before.origin == champion.training.last_ds  # the training issue
+    origin = _reissue(store, champion, hours=3, bump=1.01)
+    assert holder.needs_reload()  # a new issue changes the signature like a new version does
+    result = holder.reload()
+    served = holder.registry.get(BTC_1H)
+    assert (served.version, served.origin) == (champion.version, origin)
+    assert served.issued_at == origin + timedelta(minutes=2)
+    assert served.path.stamps[0] == origin + timedelta(hours=1)
+    first = read_forecast(store, champion)["mean"].iloc[0]
+    assert served.path.columns["mean"][0] == pytest.approx(first * 1.01)
+    assert any(
+        c.startswith(f"{BTC_1H.name}/drift: {champion.version}")
+        and f"{origin:%Y-%m-%dT%H:%M}Z" in c
+        for c in result.changed
+    )
+    assert store.champion(BTC_1H).version == champion.version  # the pointer is untouched
+    assert not holder.needs_reload()
+
+
+def test_a_damaged_newest_issue_falls_back_to_the_one_before(store: ArtifactStore) -> None:
+    metas = build_models(store.root)
+    champion = metas[f"{BTC_1H.name}/drift"]
+    good = _reissue(store, champion, hours=1, bump=1.0)
+    _reissue(store, champion, hours=2, bump=1.0)
+    newest = store.list_issues(BTC_1H, "drift", champion.version)[-1]
+    damaged = store.version_dir(BTC_1H, "drift", champion.version) / "issues" / newest
+    (damaged / "forecast.csv").write_text("ds,mean\n", encoding="utf-8")
+    served = load_registry(store).get(BTC_1H)
+    assert served.origin == good
