@@ -32,9 +32,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from pipeline.config import get_settings  # noqa: E402
-from pipeline.evaluation.backtest import BacktestResult, run_backtest  # noqa: E402
+from pipeline.evaluation.backtest import BacktestResult, paired_ratio, run_backtest  # noqa: E402
+from pipeline.evaluation.calibration import (  # noqa: E402
+    calibration_table,
+    describe_samples,
+    json_safe,
+)
 from pipeline.evaluation.champion import ensure_naive, select_champion  # noqa: E402
 from pipeline.evaluation.compare import load_csv_series  # noqa: E402
+from pipeline.evaluation.metrics import PINBALL_KEYS  # noqa: E402
 from pipeline.evaluation.protocol import default_protocol  # noqa: E402
 from pipeline.fileio import atomic_write_csv, atomic_write_json, atomic_write_text  # noqa: E402
 from pipeline.forecasters import REGISTRY, parse_models  # noqa: E402
@@ -90,6 +96,9 @@ def series_table(result: BacktestResult, steps: Sequence[int]) -> list[dict[str,
         row["coverage_80"], row["coverage_95"] = s["coverage_80"], s["coverage_95"]
         for key in ("width_95", "winkler_80", "winkler_95"):
             row[f"{key}_ratio"] = _ratio(s, naive, key)
+        row["wis"], row["wis_ratio"] = s["wis"], s["wis_ratio"]  # ratio on the same origins
+        for key in PINBALL_KEYS:
+            row[f"{key}_ratio"] = paired_ratio(result.fold_metrics, model, key)
         row["fit_seconds"], row["failed_folds"] = s["fit_seconds"], s["failed_folds"]
         rows.append(row)
     return rows
@@ -111,6 +120,8 @@ def markdown_table(rows: Sequence[Mapping[str, Any]], steps: Sequence[int], cham
         ("width_95_ratio", "Width 95 / naive", "{:.3f}"),
         ("winkler_80_ratio", "Winkler 80 / naive", "{:.3f}"),
         ("winkler_95_ratio", "Winkler 95 / naive", "{:.3f}"),
+        ("wis", "WIS", "{:,.1f}"),
+        ("wis_ratio", "WIS / naive", "{:.3f}"),
         ("fit_seconds", "Fit s", "{:.3f}"),
     ]
     lines = [
@@ -195,8 +206,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     md = [  # the body; each output puts its own title on top
         f"Generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `{command}` "
         f"({len(models)} models, {args.origins} origins per series, n_jobs={args.n_jobs}).",
-        "Ratios are to naive (< 1 is better); MASE hN = MASE at horizon step N; "
-        "★ = champion by the selection rule.",
+        "Ratios are to naive (< 1 is better; WIS / naive on the same origins); MASE hN = MASE "
+        "at horizon step N; WIS = weighted interval score over the median and the 80/95% "
+        "intervals (price units); ★ = champion by the selection rule.",
         "",
     ]
     report: dict[str, Any] = {"models": models, "origins": args.origins, "series": {}}
@@ -218,6 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         summary = result.summary()
         champion, reason = select_champion(summary)
         rows = series_table(result, run.steps)
+        calibration = result.calibration()
         checks = check_targets(next(r for r in rows if r["model"] == champion))
         first, last = result.origins[0], result.origins[-1]
         md += [
@@ -233,6 +246,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             "",
             f"Quality targets for {champion}: {_target_line(checks)}",
             "",
+            "Calibration tests (p-values; below 0.05 rejects at 5%: Kupiec — the coverage is "
+            "the nominal one; Christoffersen — a miss does not depend on the previous one). "
+            + describe_samples(calibration),
+            "",
+            calibration_table(calibration, protocol.levels, result.models),
+            "",
         ]
         report["series"][run.label] = {
             "data": source,
@@ -242,6 +261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "champion": champion,
             "reason": reason,
             "targets": checks,
+            "calibration": json_safe(calibration),
             "failures": result.failures,
             "elapsed_seconds": round(result.elapsed_seconds, 1),
         }

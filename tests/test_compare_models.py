@@ -104,16 +104,23 @@ def test_naive_always_competes(csv_export: Path, tmp_path: Path) -> None:
     assert report["models"] == ["naive", "drift"]
 
 
+@pytest.fixture
+def recorded_baseline(csv_export: Path, tmp_path: Path) -> Path:
+    """A baseline of naive and drift recorded with the FAST protocol on the CSV export."""
+    baseline = tmp_path / "baseline.json"
+    args = ["--data", str(csv_export), "--baseline", str(baseline), *FAST, "--write-baseline"]
+    assert compare_models.main(args) == 0
+    return baseline
+
+
 def test_gate_with_baseline_passes_then_catches_a_degraded_model(
     csv_export: Path,
-    tmp_path: Path,
+    recorded_baseline: Path,
     loose_gate: str,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    baseline = tmp_path / "baseline.json"
-    base_args = ["--data", str(csv_export), "--baseline", str(baseline), *FAST]
-    assert compare_models.main([*base_args, "--write-baseline"]) == 0
+    baseline = recorded_baseline
     entry = json.loads(baseline.read_text())["series"]["bitcoin-usd-1d"]
     assert entry["protocol"]["horizon"] == 7 and set(entry["models"]) == {"naive", "drift"}
 
@@ -146,6 +153,87 @@ def test_gate_with_baseline_passes_then_catches_a_degraded_model(
     assert "quality gate for bitcoin-usd-1d: FAILED" in out
     assert "[FAIL] baseline_drift: drift mean MASE" in out and "limit" in out
     assert "[ok] baseline_naive" in out
+
+
+def _wider(frame: pd.DataFrame, levels: list[int], factor: float) -> pd.DataFrame:
+    """The same forecast with every band ``factor`` times as wide in log price."""
+    out = frame.copy()
+    for level in levels:
+        for side in ("lower", "upper"):
+            col = f"{side}_{level}"
+            out[col] = np.exp(np.log(frame["mean"]) + factor * np.log(frame[col] / frame["mean"]))
+    return out
+
+
+def test_gate_catches_bands_30_percent_too_wide_that_mase_cannot_see(
+    recorded_baseline: Path,
+    csv_export: Path,
+    loose_gate: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    recorded = json.loads(recorded_baseline.read_text())["series"]["bitcoin-usd-1d"]["models"]
+    base_args = ["--data", str(csv_export), "--baseline", str(recorded_baseline), *FAST]
+    gate_args = [*base_args, "--gate", "--gate-config", loose_gate]
+    capsys.readouterr()
+    assert compare_models.main(gate_args) == 0
+    assert f"[ok] baseline_wis_drift: drift mean WIS {recorded['drift']['wis']:,.2f}" in (
+        capsys.readouterr().out
+    )
+
+    original = Drift._predict  # drift only: naive shares the method
+
+    def too_wide(self: Drift, h: int, levels: list[int]) -> pd.DataFrame:
+        return _wider(original(self, h, levels), levels, 1.3)
+
+    monkeypatch.setattr(Drift, "_predict", too_wide)
+    assert compare_models.main(gate_args) == 1
+    out = capsys.readouterr().out
+    assert "[FAIL] baseline_wis_drift: drift mean WIS" in out
+    assert "[ok] baseline_drift: drift mean MASE" in out  # same point forecast, same MASE
+    assert "[ok] baseline_wis_naive" in out
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize(
+    ("coin", "freq", "file", "degrade"),
+    [
+        ("ethereum", "1d", "coingecko_eth-usd_1d_2015-2021.csv", "wider"),
+        ("bitcoin", "1h", "bitstamp_btcusd_1h_2018-2021.csv", "shifted"),
+    ],
+)
+def test_committed_baseline_fails_a_degraded_garch_on_wis(
+    shared_data: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    coin: str,
+    freq: str,
+    file: str,
+    degrade: str,
+) -> None:
+    """``make gate``'s own baseline entry: garch passes, then fails once its bands are 30% too
+    wide (ETH daily) or its whole forecast is 1% too high (BTC hourly)."""
+    from pipeline.forecasters.garch import GarchForecaster as Garch
+
+    args = [
+        "--data", str(shared_data / file), "--coin", coin, "--freq", freq, "--models",
+        "naive,garch", "--gate", "--baseline", str(ROOT / "quality_baseline.json"),
+        "--gate-config", GATE, "--n-jobs", "1", "--no-plots",
+    ]  # fmt: skip
+    assert compare_models.main(args) == 0
+    assert "[ok] baseline_wis_garch" in capsys.readouterr().out
+    original = Garch._predict
+
+    def degraded(self: Garch, h: int, levels: list[int]) -> pd.DataFrame:
+        frame = original(self, h, levels)
+        return _wider(frame, levels, 1.3) if degrade == "wider" else frame * 1.01
+
+    monkeypatch.setattr(Garch, "_predict", degraded)
+    assert compare_models.main(args) == 1
+    out = capsys.readouterr().out
+    assert "[FAIL] baseline_wis_garch: garch mean WIS" in out
+    assert "[ok] baseline_wis_naive" in out
 
 
 def test_impossible_threshold_fails_the_gate(

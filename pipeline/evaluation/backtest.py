@@ -22,6 +22,8 @@ import numpy as np
 import pandas as pd
 
 from pipeline.errors import UsageError
+from pipeline.evaluation.calibration import calibration_tests
+from pipeline.evaluation.champion import BASELINE_MODEL
 from pipeline.evaluation.folds import (
     UNKNOWN_COMPLEXITY,
     FoldResult,
@@ -30,10 +32,11 @@ from pipeline.evaluation.folds import (
     model_complexity,
     model_name,
 )
-from pipeline.evaluation.metrics import METRIC_KEYS, direction, winkler_score
+from pipeline.evaluation.metrics import METRIC_KEYS, direction, interval_scores
 from pipeline.evaluation.parallel import check_backend, execute, plan
 from pipeline.evaluation.protocol import BacktestProtocol, make_origins
 from pipeline.forecasters.base import DEFAULT_LEVELS
+from pipeline.series import freq_offset
 
 logger = logging.getLogger(__name__)
 
@@ -67,12 +70,35 @@ class BacktestResult:
             row["n_folds"] = float(len(ok))
             row["failed_folds"] = float(len(part) - len(ok))
             row["complexity"] = float(self.complexity.get(name, UNKNOWN_COMPLEXITY))
+            row["wis_ratio"] = paired_ratio(self.fold_metrics, name, "wis")
             out[name] = row
         return out
+
+    def calibration(self) -> dict[str, Any]:
+        """Kupiec and Christoffersen p-values per model (:mod:`pipeline.evaluation.calibration`)."""
+        p = self.protocol
+        return calibration_tests(self.folds, self.origins, p.horizon, freq_offset(p.freq), p.levels)
 
     def by_horizon(self) -> pd.DataFrame:
         """Per model and step: metrics pooled over origins (MASE = mean of |error| / scale)."""
         return horizon_metrics(self.folds, self.protocol.levels)
+
+
+def paired_ratio(
+    fold_metrics: pd.DataFrame, model: str, key: str, reference: str = BASELINE_MODEL
+) -> float:
+    """``model``'s mean ``key`` over ``reference``'s on the origins both forecast (``nan`` when
+    the reference was not evaluated or has a zero mean there)."""
+    if fold_metrics.empty:
+        return float("nan")
+    ok = fold_metrics[fold_metrics["error"].isna()]
+    mine = ok[ok["model"] == model].set_index("origin")[key]
+    theirs = ok[ok["model"] == reference].set_index("origin")[key]
+    common = mine.index.intersection(theirs.index)
+    if common.empty:
+        return float("nan")
+    ref = float(theirs.loc[common].mean())
+    return float(mine.loc[common].mean()) / ref if ref else float("nan")
 
 
 def horizon_metrics(folds: pd.DataFrame, levels: Sequence[int] = DEFAULT_LEVELS) -> pd.DataFrame:
@@ -93,15 +119,33 @@ def horizon_metrics(folds: pd.DataFrame, levels: Sequence[int] = DEFAULT_LEVELS)
         "mase": err / folds["scale"].to_numpy(float),
         "directional_accuracy": (direction(f, p) == np.sign(y - p)).astype(float),
     }
-    for level in sorted(levels):
-        lo = folds[f"lower_{level}"].to_numpy(float)
-        hi = folds[f"upper_{level}"].to_numpy(float)
-        parts[f"coverage_{level}"] = ((y >= lo) & (y <= hi)).astype(float)
-        parts[f"width_{level}"] = hi - lo
-        parts[f"winkler_{level}"] = winkler_score(y, lo, hi, level)
+    parts.update(interval_scores(y, folds, levels))
     table = pd.DataFrame(parts).groupby(["model", "step"], sort=True).mean().reset_index()
     table.insert(3, "rmse", np.sqrt(table.pop("sq")))
     return table
+
+
+def horizon_ratio(
+    folds: pd.DataFrame,
+    key: str = "wis",
+    levels: Sequence[int] = DEFAULT_LEVELS,
+    reference: str = BASELINE_MODEL,
+) -> pd.DataFrame:
+    """Per step (rows) and model (columns): the mean ``key`` (a per-point score of
+    :func:`~pipeline.evaluation.metrics.interval_scores`) over ``reference``'s on the same
+    (origin, step) points. Empty when the reference was not evaluated."""
+    if folds.empty or reference not in set(folds["model"]):
+        return pd.DataFrame()
+    scores = folds[["origin", "model", "step"]].copy()
+    scores["score"] = interval_scores(folds["actual"].to_numpy(float), folds, levels)[key]
+    wide = scores.pivot_table(index=["origin", "step"], columns="model", values="score")
+    ref = wide[reference]
+    out = {}
+    for model in (m for m in folds["model"].unique() if m in wide):
+        both = wide[model].notna() & ref.notna()
+        num = wide.loc[both, model].groupby(level="step").mean()
+        out[str(model)] = num / ref[both].groupby(level="step").mean().replace(0.0, np.nan)
+    return pd.DataFrame(out)
 
 
 def run_backtest(
@@ -214,4 +258,11 @@ def _collect(
     )
 
 
-__all__ = ["FOLD_COLUMNS", "BacktestResult", "horizon_metrics", "run_backtest"]
+__all__ = [
+    "FOLD_COLUMNS",
+    "BacktestResult",
+    "horizon_metrics",
+    "horizon_ratio",
+    "paired_ratio",
+    "run_backtest",
+]

@@ -6,10 +6,16 @@ scheduler apply the same rule, with every threshold below, side by side:
 1. **Eligibility and selection** (:func:`select_champion`). Among the models evaluated on the
    same backtest, a model is *eligible* when it forecast every origin, its mean MASE is not worse
    than the naive baseline's by more than :data:`SELECTION_MASE_TOLERANCE`, and its empirical 95%
-   coverage lies inside :data:`SELECTION_COVERAGE_BAND`. The lowest mean Winkler-95 score wins;
-   scores within :data:`TIE_TOLERANCE` (relative) are a tie, won by the simpler model. With no
-   model eligible, the naive baseline (:data:`BASELINE_MODEL`) wins: it always competes
-   (:func:`ensure_naive`).
+   coverage lies inside :data:`SELECTION_COVERAGE_BAND`. The lowest mean WIS wins (Winkler-95
+   when the metrics have no WIS); scores within :data:`TIE_TOLERANCE` (relative) are a tie, won
+   by the simpler model. With no model eligible, the naive baseline (:data:`BASELINE_MODEL`)
+   wins: it always competes (:func:`ensure_naive`). Under the default rule
+   (:data:`SELECTION_RULE` ``"evidence"``) and with the backtest's per-origin scores
+   (:class:`~pipeline.evaluation.evidence.Evidence`), the lowest mean is not enough: a model
+   whose point forecast is not the random walk's must beat naive's MASE with confidence, and a
+   challenger replaces the serving champion only when its WIS is lower with confidence
+   (one-sided Diebold-Mariano, p < :data:`EVIDENCE_ALPHA`; :func:`pipeline.evaluation.evidence.
+   judge`). Without evidence the random-walk median is served with the best band.
 2. **Training** (:func:`training_champion`) applies that rule to its selection backtest; a series
    too short to backtest is judged on its single holdout, with :data:`HOLDOUT_COVERAGE_BAND`.
 3. **The quality gate** (:mod:`pipeline.evaluation.gate`) checks the chosen champion again, with
@@ -31,17 +37,18 @@ scheduler apply the same rule, with every threshold below, side by side:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import UsageError
+from pipeline.evaluation.eligibility import describe, eligibility, score_of, within
 from pipeline.series import SeriesId
 
 if TYPE_CHECKING:
     from pipeline.config import Settings
+    from pipeline.evaluation.evidence import Evidence
     from pipeline.evaluation.gate import GateConfig, GateOutcome
 
 # -- every threshold of the decision ----------------------------------------------------------
@@ -51,6 +58,18 @@ BASELINE_MODEL = "naive"
 SELECTION_COVERAGE_BAND: tuple[float, float] = (0.90, 0.99)
 #: Selection: how much worse than naive's mean MASE a champion may be (0.0: not worse at all).
 SELECTION_MASE_TOLERANCE = 0.0
+#: Selection rules: "evidence" (significance tests and hysteresis on per-origin scores) or
+#: "means" (the lowest mean Winkler-95 among the eligible models, nothing else).
+SELECTION_RULES = ("evidence", "means")
+#: The rule training, compare_models and the nightly gate apply. "means" stays the default: on
+#: the replay of BTC daily 2018-2021 (docs/results/replay.md) "evidence" served MASE 1.000x and
+#: WIS 1.007x naive with 8 champion changes, "means" 1.013x / 1.003x with 14: neither is better
+#: than naive in WIS, so the evidence rule waits behind this constant.
+SELECTION_RULE = "means"
+#: Selection ("evidence" rule): one-sided Diebold-Mariano p-value under which a lower score counts
+#: as evidence. 0.01 rather than 0.05: the test runs at every nightly decision over overlapping
+#: windows, and at 0.05 the replay served drift through the May 2021 crash (WIS 1.039x naive).
+EVIDENCE_ALPHA = 0.01
 #: Relative difference under which two scores count as equal (a Winkler tie, "not worse").
 TIE_TOLERANCE = 1e-9
 #: Training on one holdout (a series too short to backtest): one holdout of h points has a 95%
@@ -79,97 +98,34 @@ def ensure_naive(models: Sequence[str]) -> list[str]:
 
 
 # -- champion selection ---------------------------------------------------------------------
-def _score(row: Mapping[str, float], key: str) -> float:
-    value = float(row.get(key, float("nan")))
-    return value if math.isfinite(value) else math.inf
-
-
-def _mase(row: Mapping[str, float]) -> float:
-    return _score(row, "mase")
-
-
-def _within(value: float, limit: float) -> bool:
-    """``value <= limit`` up to :data:`TIE_TOLERANCE` (relative)."""
-    return value <= limit + TIE_TOLERANCE * max(1.0, abs(limit))
-
-
-def _num(value: float) -> str:
-    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.4g}"
-
-
-def _ratio(value: float, reference: float) -> str:
-    return f"{value / reference:.3f}x naive" if 0 < reference < math.inf else "naive has none"
-
-
-def _describe(metrics: Mapping[str, Mapping[str, float]], name: str) -> str:
-    """``MASE 1.000 (1.000x naive), 95% coverage 95.0%, Winkler-95 37,000 (0.959x naive)``."""
-    row, naive = metrics[name], metrics[BASELINE_MODEL]
-    mase, wink = _mase(row), _score(row, "winkler_95")
-    cov = float(row.get("coverage_95", math.nan))
-    if name == BASELINE_MODEL:
-        return f"MASE {mase:.3f}, 95% coverage {cov:.1%}, Winkler-95 {_num(wink)}"
-    return (
-        f"MASE {mase:.3f} ({_ratio(mase, _mase(naive))}), 95% coverage {cov:.1%}, "
-        f"Winkler-95 {_num(wink)} ({_ratio(wink, _score(naive, 'winkler_95'))})"
-    )
-
-
-def _eligibility(
-    metrics: Mapping[str, Mapping[str, float]],
-    coverage_band: tuple[float, float],
-    mase_tolerance: float,
-) -> tuple[list[str], list[str]]:
-    """(eligible models, why the others are not) under the champion rule."""
-    lo, hi = coverage_band
-    naive_mase = _mase(metrics[BASELINE_MODEL])
-    limit = naive_mase * (1 + mase_tolerance)
-    failed: list[str] = []
-    worse: list[str] = []
-    uncalibrated: list[str] = []
-    eligible: list[str] = []
-    for name, row in metrics.items():
-        cov = float(row.get("coverage_95", float("nan")))
-        mase = _mase(row)
-        if row.get("failed_folds", 0):
-            failed.append(f"{name} failed at {int(row['failed_folds'])} origin(s)")
-        elif mase == math.inf:
-            failed.append(f"{name} has no MASE")
-        elif _score(row, "winkler_95") == math.inf:
-            failed.append(f"{name} has no Winkler-95 score")
-        elif not _within(mase, limit):
-            worse.append(f"{name} {mase:.3f}")
-        elif not (math.isfinite(cov) and lo <= cov <= hi):
-            uncalibrated.append(f"{name} {cov:.1%}")
-        else:
-            eligible.append(name)
-    excluded = failed
-    if worse:
-        tol = f" + {mase_tolerance:.1%}" if mase_tolerance else ""
-        excluded.append(f"MASE worse than naive's {naive_mase:.3f}{tol}: {', '.join(worse)}")
-    if uncalibrated:
-        excluded.append(f"95% coverage outside {lo:.0%}–{hi:.0%}: {', '.join(uncalibrated)}")
-    return eligible, excluded
-
-
 def select_champion(
     metrics: Mapping[str, Mapping[str, float]],
     *,
     coverage_band: tuple[float, float] = SELECTION_COVERAGE_BAND,
     mase_tolerance: float = SELECTION_MASE_TOLERANCE,
+    evidence: Evidence | None = None,
+    incumbent: str | None = None,
+    rule: str = SELECTION_RULE,
 ) -> tuple[str, str]:
-    """(model, reason) by the champion rule: calibrated, not worse than naive, sharpest.
+    """(model, reason) by the champion rule: calibrated, not worse than naive, best score.
 
     A model is *eligible* when its mean MASE is not worse than the naive baseline's by more
     than ``mase_tolerance`` (a fraction; 0 = not worse at all) and its empirical 95% coverage
-    lies inside ``coverage_band``. Among the eligible models the lowest mean Winkler (interval)
-    score at 95% wins; scores within :data:`TIE_TOLERANCE` (relative) go to the simpler model
-    (``complexity`` in the metrics, else the forecaster class's). Naive always competes. Models
-    that failed at some origin, or have no MASE or Winkler score, cannot win. When no model is
-    eligible, naive wins and the reason says why. The reason names the rule, the winner's MASE,
-    coverage and Winkler against naive's, and the runner-up.
+    lies inside ``coverage_band``. Among the eligible models the lowest mean WIS wins (the
+    lowest Winkler-95 when the metrics have no ``wis``, or under the ``"means"`` rule); scores
+    within :data:`TIE_TOLERANCE` (relative) go to the simpler model (``complexity`` in the
+    metrics, else the forecaster class's). Naive always competes. Models that failed at some
+    origin, or have no MASE or Winkler score, cannot win. When no model is eligible, naive wins.
+
+    Under the ``"evidence"`` rule with per-origin ``evidence`` the winner must also pass the
+    significance tests of :func:`pipeline.evaluation.evidence.judge` (against naive, and
+    against the serving ``incumbent``); without evidence the reason says that nothing was
+    tested. The reason names the rule, the winner's scores against naive's, and the runner-up.
     """
     if not metrics:
         raise UsageError("no model results to choose a champion from")
+    if rule not in SELECTION_RULES:
+        raise UsageError(f"unknown selection rule {rule!r}: use {' or '.join(SELECTION_RULES)}")
     if BASELINE_MODEL not in metrics:
         raise UsageError(
             "the champion rule compares every model with the naive baseline, which was not "
@@ -177,15 +133,23 @@ def select_champion(
         )
     lo, hi = coverage_band
     tol = f" + {mase_tolerance:.1%}" if mase_tolerance else ""
-    rule = (
+    key = "wis" if rule != "means" and all("wis" in r for r in metrics.values()) else "winkler_95"
+    label = "WIS" if key == "wis" else "Winkler-95"
+    rule_text = (
         f"rule: mean MASE <= naive's{tol} and 95% coverage inside {lo:.0%}–{hi:.0%}, "
-        "then the lowest Winkler-95 score wins"
+        f"then the lowest {label} {'wins' if key == 'wis' else 'score wins'}"
     )
-    eligible, excluded = _eligibility(metrics, coverage_band, mase_tolerance)
+    tested = rule == "evidence" and evidence is not None and evidence.has(BASELINE_MODEL)
+    if tested:
+        rule_text += f", changes need one-sided DM p < {EVIDENCE_ALPHA:g}"
+    eligible, excluded = eligibility(
+        metrics, BASELINE_MODEL, coverage_band, mase_tolerance, TIE_TOLERANCE
+    )
     if not eligible:
         return BASELINE_MODEL, (
-            f"no model is eligible ({rule}); {'; '.join(excluded)}; "
-            f"the naive baseline wins by default ({_describe(metrics, BASELINE_MODEL)})"
+            f"no model is eligible ({rule_text}); {'; '.join(excluded)}; "
+            "the naive baseline wins by default "
+            f"({describe(metrics, BASELINE_MODEL, BASELINE_MODEL)})"
         )
 
     def complexity(name: str) -> float:
@@ -195,19 +159,35 @@ def select_champion(
 
         return float(model_complexity(name))
 
-    def wink(name: str) -> float:
-        return _score(metrics[name], "winkler_95")
+    def score(name: str) -> float:
+        return score_of(metrics[name], key)
 
-    best = min(wink(n) for n in eligible)
-    tied = [n for n in eligible if _within(wink(n), best)]
+    best = min(score(n) for n in eligible)
+    tied = [n for n in eligible if within(score(n), best, TIE_TOLERANCE)]
     winner = min(tied, key=lambda n: (complexity(n), n))
-    ranked = sorted((n for n in eligible if n != winner), key=lambda n: (wink(n), complexity(n)))
-    reason = f"{winner} wins ({rule}): {_describe(metrics, winner)}"
+    ranked = sorted((n for n in eligible if n != winner), key=lambda n: (score(n), complexity(n)))
+    notes: list[str] = []
+    if tested and evidence is not None:
+        from pipeline.evaluation.evidence import judge
+
+        winner, notes = judge(
+            evidence,
+            [winner, *ranked],
+            baseline=BASELINE_MODEL,
+            incumbent=incumbent,
+            alpha=EVIDENCE_ALPHA,
+        )
+        ranked = [n for n in [*tied, *ranked] if n != winner]
+        tied = [winner]
+    reason = f"{winner} wins ({rule_text}): {describe(metrics, BASELINE_MODEL, winner)}"
     if len(tied) > 1:
-        reason += f"; tied in Winkler-95 with {', '.join(n for n in tied if n != winner)}: "
+        reason += f"; tied in {label} with {', '.join(n for n in tied if n != winner)}: "
         reason += "the simpler model wins"
+    reason += "".join(f"; {note}" for note in notes)
+    if rule == "evidence" and not tested:
+        reason += "; no per-origin scores: nothing was tested for significance"
     if ranked:
-        reason += f"; runner-up {ranked[0]}: {_describe(metrics, ranked[0])}"
+        reason += f"; runner-up {ranked[0]}: {describe(metrics, BASELINE_MODEL, ranked[0])}"
         if len(ranked) > 1:
             reason += f"; other eligible: {', '.join(ranked[1:])}"
     else:
@@ -221,13 +201,21 @@ def training_champion(
     trained: Iterable[str],
     backtest: Mapping[str, Mapping[str, float]],
     holdout: Mapping[str, Mapping[str, float]],
+    *,
+    evidence: Evidence | None = None,
+    incumbent: str | None = None,
 ) -> tuple[str, str]:
-    """(model, reason) among the ``trained`` models: the rule on the selection backtest, or on
-    the holdout metrics (with :data:`HOLDOUT_COVERAGE_BAND`) when there was none."""
+    """(model, reason) among the ``trained`` models: the rule on the selection backtest (with
+    its per-origin ``evidence`` and the serving ``incumbent``), or on the holdout metrics (with
+    :data:`HOLDOUT_COVERAGE_BAND`) when there was none."""
     names = sorted(trained)
     if backtest:
         ordered = {m: backtest[m] for m in names if m in backtest}
-        champion, reason = select_champion(ordered)
+        champion, reason = select_champion(
+            ordered,
+            evidence=evidence.restrict(ordered) if evidence is not None else None,
+            incumbent=incumbent,
+        )
         return champion, f"selection backtest: {reason}"
     champion, reason = select_champion(
         {m: holdout[m] for m in names}, coverage_band=HOLDOUT_COVERAGE_BAND
@@ -258,10 +246,19 @@ def decide_comparison(
     mase_tolerance: float = SELECTION_MASE_TOLERANCE,
     gate_config: GateConfig | None = None,
     baseline_entry: Mapping[str, Any] | None = None,
+    evidence: Evidence | None = None,
+    incumbent: str | None = None,
+    rule: str = SELECTION_RULE,
 ) -> ComparisonDecision:
-    """Select the champion of a backtest summary and, with a ``gate_config``, gate it."""
+    """Select the champion of a backtest summary (with its per-origin ``evidence`` and the
+    serving ``incumbent``, see :func:`select_champion`) and, with a ``gate_config``, gate it."""
     champion, reason = select_champion(
-        summary, coverage_band=coverage_band, mase_tolerance=mase_tolerance
+        summary,
+        coverage_band=coverage_band,
+        mase_tolerance=mase_tolerance,
+        evidence=evidence,
+        incumbent=incumbent,
+        rule=rule,
     )
     if gate_config is None:
         return ComparisonDecision(champion, reason)
@@ -309,13 +306,24 @@ def decide(
     summary: dict[str, dict[str, float]],
     settings: Settings,
     serving_model: str | None,
+    *,
+    evidence: Evidence | None = None,
+    rule: str = SELECTION_RULE,
 ) -> GateDecision:
-    """Choose the candidate from per-model metrics and apply the quality gate and the
-    not-worse-than-serving rule (compare_models' selection and gate logic, one code path)."""
+    """Choose the candidate from per-model metrics (and per-origin ``evidence``, the serving
+    model as the incumbent) and apply the quality gate and the not-worse-than-serving rule
+    (compare_models' selection and gate logic, one code path)."""
     from pipeline.evaluation.gate import load_gate_config
 
     config = load_gate_config(Path(settings.gate_config))
-    comparison = decide_comparison(series.name, summary, gate_config=config)
+    comparison = decide_comparison(
+        series.name,
+        summary,
+        gate_config=config,
+        evidence=evidence,
+        incumbent=serving_model,
+        rule=rule,
+    )
     candidate, outcome = comparison.champion, comparison.gate
     if outcome is not None and not outcome.passed:
         failed = "; ".join(check.message for check in outcome.failures())
@@ -329,15 +337,18 @@ def decide(
 def backtest_gate(
     series: SeriesId, settings: Settings, result: Any, serving_model: str | None
 ) -> GateDecision:
-    """The nightly gate on the selection backtest that training ran on recent data."""
+    """The nightly gate on the selection backtest that training ran on recent data (with its
+    per-origin scores, ``result.evidence``, when training kept them)."""
     summary = {m: row for m, row in getattr(result, "backtest", {}).items() if m in result.versions}
+    evidence: Evidence | None = getattr(result, "evidence", None)
     if not summary:
         return GateDecision(
             getattr(result, "champion", None) or BASELINE_MODEL,
             False,
             "no selection backtest (too little data): the gate cannot judge the candidates",
         )
-    return decide(series, summary, settings, serving_model)
+    restricted = evidence.restrict(summary) if evidence is not None else None
+    return decide(series, summary, settings, serving_model, evidence=restricted)
 
 
 def bootstrap(

@@ -125,16 +125,17 @@ def load_csv_series(path: Path, freq: str, settings: Settings) -> tuple[pd.Serie
 def run(options: CompareOptions, settings: Settings, out: TextIO | None = None) -> int:
     """Compare the models on one series; print the results to ``out`` (stdout); 0 or 1."""
     from pipeline.evaluation.backtest import run_backtest
-    from pipeline.evaluation.gate import (
+    from pipeline.evaluation.baseline import (
         baseline_entry,
         check_comparable,
-        load_gate_config,
         read_baseline,
         series_fingerprint,
         write_baseline,
     )
+    from pipeline.evaluation.gate import load_gate_config
     from pipeline.evaluation.protocol import BacktestProtocol, default_protocol
-    from pipeline.evaluation.report import metrics_table, report_dir, write_report
+    from pipeline.evaluation.report import report_dir, write_report
+    from pipeline.evaluation.tables import metrics_table
     from pipeline.forecasters import horizon_params, parse_models
 
     stream = out or sys.stdout

@@ -4,31 +4,32 @@ Rules (thresholds in ``quality_gate.json``; the built-in defaults and how they r
 selection are in :mod:`pipeline.evaluation.champion`):
 
 1. ``champion_vs_naive``: the champion's mean MASE <= naive's mean MASE x (1 + tolerance).
-2. ``champion_coverage_95``: the champion's empirical 95% coverage is inside the band.
-3. ``all_folds_fit``: every model produced a forecast at every origin.
-4. ``baseline_<model>`` (with a baseline): each model's mean MASE <= its baseline MASE x
+2. ``champion_wis_vs_naive``: the champion's mean WIS <= naive's mean WIS x (1 + tolerance): the
+   served forecast, scored as a whole distribution, must not lose to the random walk.
+3. ``champion_coverage_95``: the champion's empirical 95% coverage is inside the band.
+4. ``all_folds_fit``: every model produced a forecast at every origin.
+5. ``baseline_<model>`` (with a baseline): each model's mean MASE <= its baseline MASE x
    (1 + tolerance).
-5. ``baseline_winkler_<model>`` (with a baseline): each model's mean Winkler-95 score <= its
-   baseline score x (1 + tolerance): most models share naive's point forecast, so a regression in
-   their *intervals* would not show in MASE.
+6. ``baseline_wis_<model>`` (with a baseline): each model's mean WIS <= its baseline WIS x
+   (1 + tolerance): most models share naive's point forecast, so a regression in their bands
+   would not show in MASE; WIS scores the median and both bands at once.
+7. ``baseline_winkler_<model>`` (with a baseline): the same on the Winkler-95 score alone, the
+   tail check (a 95% band that widens or misses more moves WIS only by its 1/40 weight).
 
-The baseline is only comparable on the same data and protocol; anything else is a usage error
-(exit 2), never a silent pass.
+Rules on WIS are skipped, with a note, when the metrics (or the baseline entry) have no ``wis``
+(a summary or baseline recorded before WIS existed). The baseline
+(:mod:`pipeline.evaluation.baseline`) is only comparable on the same data and protocol; anything
+else is a usage error (exit 2), never a silent pass.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-
-import numpy as np
-import pandas as pd
 
 from pipeline.errors import UsageError
 from pipeline.evaluation.champion import (
@@ -40,11 +41,16 @@ from pipeline.evaluation.champion import (
     GATE_MASE_SLACK,
     TIE_TOLERANCE,
 )
-from pipeline.fileio import atomic_write_json
 
-BASELINE_SCHEMA = 1
-#: Metrics recorded per model in the baseline.
-BASELINE_METRICS = ("mase", "mae", "coverage_80", "coverage_95", "winkler_95")
+#: Gate default (``champion_wis_tolerance``): the champion's WIS <= naive's x (1 + this).
+GATE_CHAMPION_WIS_TOLERANCE = 0.02
+#: Gate default (``baseline_wis_tolerance``): each model's WIS <= its baseline x (1 + this).
+GATE_BASELINE_WIS_TOLERANCE = 0.01
+#: Thresholds a gate config may leave out (older files): their built-in defaults.
+OPTIONAL_THRESHOLDS = {
+    "champion_wis_tolerance": GATE_CHAMPION_WIS_TOLERANCE,
+    "baseline_wis_tolerance": GATE_BASELINE_WIS_TOLERANCE,
+}
 
 
 @dataclass(frozen=True)
@@ -55,6 +61,8 @@ class GateConfig:
     coverage_band: tuple[float, float] = GATE_COVERAGE_BAND
     baseline_mase_tolerance: float = GATE_BASELINE_MASE_TOLERANCE
     baseline_winkler_tolerance: float = GATE_BASELINE_WINKLER_TOLERANCE
+    champion_wis_tolerance: float = GATE_CHAMPION_WIS_TOLERANCE
+    baseline_wis_tolerance: float = GATE_BASELINE_WIS_TOLERANCE
 
 
 def load_gate_config(path: Path) -> GateConfig:
@@ -64,6 +72,8 @@ def load_gate_config(path: Path) -> GateConfig:
         rules = data["thresholds"]
 
         def value(key: str) -> float:
+            if key not in rules and key in OPTIONAL_THRESHOLDS:
+                return OPTIONAL_THRESHOLDS[key]
             return float(rules[key]["value"])
 
         config = GateConfig(
@@ -71,6 +81,8 @@ def load_gate_config(path: Path) -> GateConfig:
             coverage_band=(value("coverage_95_min"), value("coverage_95_max")),
             baseline_mase_tolerance=value("baseline_mase_tolerance"),
             baseline_winkler_tolerance=value("baseline_winkler_tolerance"),
+            champion_wis_tolerance=value("champion_wis_tolerance"),
+            baseline_wis_tolerance=value("baseline_wis_tolerance"),
         )
     except FileNotFoundError:
         raise UsageError(f"gate config {path} not found (pass --gate-config PATH)") from None
@@ -121,14 +133,6 @@ class GateOutcome:
         return "\n".join(lines)
 
 
-def series_fingerprint(y: pd.Series) -> str:
-    """sha256 of the timestamps and prices (rounded to 1e-8): identifies the evaluated data."""
-    digest = hashlib.sha256()
-    digest.update(np.asarray(y.index.asi8, dtype=np.int64).tobytes())
-    digest.update(np.round(y.to_numpy(dtype=float), 8).tobytes())
-    return digest.hexdigest()
-
-
 def evaluate_gate(
     series: str,
     summary: Mapping[str, Mapping[str, float]],
@@ -157,6 +161,8 @@ def evaluate_gate(
             f"(naive {naive['mase']:.4f} x (1 + {tol:g}))",
         )
     )
+
+    checks += _champion_wis(champion, champ, naive, config.champion_wis_tolerance, notes)
 
     lo, hi = config.coverage_band
     cov = champ["coverage_95"]
@@ -208,95 +214,78 @@ def evaluate_gate(
                     f"(baseline {base:.4f} x (1 + {btol:g}))",
                 )
             )
-        wtol = config.baseline_winkler_tolerance
-        for model, row in summary.items():
-            base_w = base_models.get(model, {}).get("winkler_95")
-            if base_w is None or not math.isfinite(float(base_w)):
-                continue
-            limit = float(base_w) * (1 + wtol)
-            value = row.get("winkler_95", math.nan)
-            ok = math.isfinite(value) and value <= limit + TIE_TOLERANCE * max(1.0, abs(limit))
-            checks.append(
-                GateCheck(
-                    f"baseline_winkler_{model}",
-                    bool(ok),
-                    value,
-                    f"<= {limit:,.2f}",
-                    f"{model} mean Winkler-95 {value:,.2f}, limit {limit:,.2f} "
-                    f"(baseline {float(base_w):,.2f} x (1 + {wtol:g}))",
-                )
-            )
+        for key, tol in (
+            ("wis", config.baseline_wis_tolerance),
+            ("winkler_95", config.baseline_winkler_tolerance),
+        ):
+            checks += _baseline_scores(summary, base_models, key, tol, notes)
         for model in base_models:
             if model not in summary:
                 notes.append(f"{model} is in the baseline but was not evaluated")
     return GateOutcome(series, checks, notes)
 
 
-# -- the baseline file ----------------------------------------------------------------------
-def read_baseline(path: Path) -> dict[str, Any]:
-    try:
-        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UsageError(f"baseline {path} not found: record one with --write-baseline") from None
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"baseline {path} is unreadable: {exc}") from None
-    if not isinstance(data, dict) or not isinstance(data.get("series"), dict):
-        raise UsageError(f"baseline {path} has no 'series' mapping")
-    return data
+#: Per score the gate compares: (rule prefix, label in messages).
+_SCORES = {"wis": ("baseline_wis", "WIS"), "winkler_95": ("baseline_winkler", "Winkler-95")}
 
 
-def baseline_entry(baseline: Mapping[str, Any], series: str, path: Path) -> dict[str, Any]:
-    entry = baseline["series"].get(series)
-    if entry is None:
-        known = ", ".join(sorted(baseline["series"])) or "none"
-        raise UsageError(
-            f"baseline {path} has no entry for {series} (has: {known}); "
-            "record one with --write-baseline"
-        )
-    return dict(entry)
+def _within(value: float, limit: float) -> bool:
+    return math.isfinite(value) and value <= limit + TIE_TOLERANCE * max(1.0, abs(limit))
 
 
-def check_comparable(
-    entry: Mapping[str, Any], protocol: Mapping[str, Any], fingerprint: str, path: Path
-) -> None:
-    """Raise a UsageError unless the run used the baseline's data and protocol."""
-    if dict(entry.get("protocol", {})) != dict(protocol):
-        raise UsageError(
-            f"the backtest protocol differs from the baseline's in {path} "
-            f"(baseline {entry.get('protocol')}, this run {dict(protocol)}): "
-            "drop the protocol flags to reuse the baseline's, or record a new one"
-        )
-    if entry.get("data_fingerprint") != fingerprint:
-        raise UsageError(
-            f"the data differs from the data the baseline in {path} was computed on "
-            f"({entry.get('data', 'unknown')}): compare on the same file, or record a new baseline"
-        )
-
-
-def write_baseline(
-    path: Path,
-    series: str,
-    *,
-    protocol: Mapping[str, Any],
-    summary: Mapping[str, Mapping[str, float]],
-    fingerprint: str,
-    data: str,
+def _champion_wis(
     champion: str,
-) -> None:
-    """Add or replace ``series`` in the baseline file (other series are kept)."""
-    current: dict[str, Any] = {"schema_version": BASELINE_SCHEMA, "series": {}}
-    if path.exists():
-        current = read_baseline(path)
-    current["schema_version"] = BASELINE_SCHEMA
-    current["series"][series] = {
-        "recorded_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "data": data,
-        "data_fingerprint": fingerprint,
-        "protocol": dict(protocol),
-        "champion": champion,
-        "models": {
-            m: {k: round(float(row[k]), 6) for k in BASELINE_METRICS if k in row}
-            for m, row in summary.items()
-        },
-    }
-    atomic_write_json(path, current)
+    champ: Mapping[str, float],
+    naive: Mapping[str, float],
+    tol: float,
+    notes: list[str],
+) -> list[GateCheck]:
+    """``champion_wis_vs_naive``, or a note when the metrics have no WIS."""
+    value, ref = float(champ.get("wis", math.nan)), float(naive.get("wis", math.nan))
+    if "wis" not in champ or "wis" not in naive:
+        notes.append("the metrics have no WIS: champion_wis_vs_naive not checked")
+        return []
+    limit = ref * (1 + tol)
+    return [
+        GateCheck(
+            "champion_wis_vs_naive",
+            _within(value, limit),
+            value,
+            f"<= {limit:,.2f}",
+            f"champion {champion} mean WIS {value:,.2f}, limit {limit:,.2f} "
+            f"(naive {ref:,.2f} x (1 + {tol:g}))",
+        )
+    ]
+
+
+def _baseline_scores(
+    summary: Mapping[str, Mapping[str, float]],
+    base_models: Mapping[str, Mapping[str, float]],
+    key: str,
+    tol: float,
+    notes: list[str],
+) -> list[GateCheck]:
+    """``<prefix>_<model>`` for every model whose baseline entry records ``key``."""
+    prefix, label = _SCORES[key]
+    checks: list[GateCheck] = []
+    for model, row in summary.items():
+        if model not in base_models:
+            continue
+        base = base_models[model].get(key)
+        if base is None or not math.isfinite(float(base)):
+            if key == "wis":  # a baseline recorded before WIS existed: say so, re-record it
+                notes.append(f"{model}'s baseline has no {label}: {prefix}_{model} not checked")
+            continue
+        limit = float(base) * (1 + tol)
+        value = float(row.get(key, math.nan))
+        checks.append(
+            GateCheck(
+                f"{prefix}_{model}",
+                _within(value, limit),
+                value,
+                f"<= {limit:,.2f}",
+                f"{model} mean {label} {value:,.2f}, limit {limit:,.2f} "
+                f"(baseline {float(base):,.2f} x (1 + {tol:g}))",
+            )
+        )
+    return checks

@@ -11,16 +11,32 @@ Definitions (``y`` actual, ``f`` point forecast, ``[l, u]`` a central interval a
 * ``coverage_L`` = share of actuals with l <= y <= u (a fraction 0..1); ``width_L`` = mean (u - l)
 * ``winkler_L`` = mean of (u - l) + (2 / a) (l - y) [y < l] + (2 / a) (y - u) [y > u], a = 1 - L/100
   (the interval score of Gneiting & Raftery 2007: lower is better, misses are penalised)
+* ``pinball_Q`` = mean pinball (quantile) loss of the ``Q``% quantile forecast: the interval ends
+  are the 2.5/97.5% (95) and 10/90% (80) quantiles, the ``mean`` column the 50% quantile (the
+  median: see :func:`pipeline.forecasters.base.lognormal_frame`)
+* ``wis`` = mean weighted interval score over the median and the 80/95% intervals (Bracher et al.
+  2021), i.e. twice the mean of the five pinball losses: the quantile form of the CRPS, a proper
+  score of the whole forecast distribution (:mod:`pipeline.evaluation.scoring`), price units
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from pipeline.evaluation.scoring import (
+    interval_quantiles,
+    pinball_loss,
+    weighted_interval_score,
+    winkler_score,
+)
 from pipeline.forecasters.base import DEFAULT_LEVELS
+
+#: The pinball-loss keys for levels (80, 95): ``pinball_2.5`` ... ``pinball_97.5``.
+PINBALL_KEYS: tuple[str, ...] = tuple(key for _, _, key in interval_quantiles(DEFAULT_LEVELS))
 
 #: Every key :func:`forecast_metrics` returns for levels (80, 95), in report order.
 METRIC_KEYS: tuple[str, ...] = (
@@ -36,7 +52,31 @@ METRIC_KEYS: tuple[str, ...] = (
     "width_95",
     "winkler_80",
     "winkler_95",
+    "wis",
+    *PINBALL_KEYS,
 )
+
+#: One line per metric key (``L`` a level, ``Q`` a quantile in %), for the report files.
+METRIC_DEFINITIONS: dict[str, str] = {
+    "mae": "mean |actual - forecast|, price units",
+    "rmse": "sqrt(mean (actual - forecast)^2), per fold, averaged over folds",
+    "mape": "100 x mean |error| / |actual|",
+    "smape": "100 x mean 2|error| / (|actual| + |forecast|)",
+    "mase": "MAE / in-sample one-step naive MAE of the fold's training window",
+    "directional_accuracy": "share of steps where the forecast and the actual move the same way "
+    "from the last training price",
+    "coverage_L": "share of actuals inside the L% interval (target L%)",
+    "width_L": "mean width of the L% interval, price units",
+    "winkler_L": "interval score: width + (2/alpha) x distance outside the interval, "
+    "alpha = 1 - L/100",
+    "wis": "weighted interval score over the median (the forecast) and the 80/95% intervals: "
+    "(|actual - median| / 2 + sum_L (alpha_L / 2) winkler_L) / 2.5, i.e. twice the mean pinball "
+    "loss of the 2.5/10/50/90/97.5% quantiles; the quantile form of the CRPS, price units",
+    "wis_ratio": "mean WIS / naive's mean WIS on the origins both forecast (< 1: better)",
+    "pinball_Q": "pinball loss of the Q% quantile: (1{actual < q} - Q/100) x (q - actual), "
+    "q = the interval end (or the median for Q = 50)",
+    "fit_seconds": "wall time of one fit (mean over the fits)",
+}
 
 
 def naive_scale(y_train: pd.Series | np.ndarray) -> float:
@@ -60,14 +100,31 @@ def direction(forecast: np.ndarray, last: float | np.ndarray) -> np.ndarray:
     return np.where(np.abs(move) <= 1e-9 * np.abs(last), 0.0, np.sign(move))
 
 
-def winkler_score(
-    actual: np.ndarray, lower: np.ndarray, upper: np.ndarray, level: float
-) -> np.ndarray:
-    """Interval (Winkler) score of each point for a central ``level``% interval."""
-    alpha = 1.0 - level / 100.0
-    below = np.clip(lower - actual, 0.0, None)
-    above = np.clip(actual - upper, 0.0, None)
-    return (upper - lower) + (2.0 / alpha) * (below + above)
+def interval_scores(
+    actual: np.ndarray, forecast: Mapping[str, Any], levels: Sequence[int] = DEFAULT_LEVELS
+) -> dict[str, np.ndarray]:
+    """Per-point ``coverage_L`` (0/1), ``width_L``, ``winkler_L``, ``pinball_Q`` and ``wis``.
+
+    ``forecast`` maps ``mean``, ``lower_L`` and ``upper_L`` to arrays (or columns) aligned with
+    ``actual``; the mean of each array over points is the metric of the same name.
+    """
+    y = np.asarray(actual, dtype=float)
+    col = {name: np.asarray(forecast[name], dtype=float) for name in _columns(levels)}
+    out: dict[str, np.ndarray] = {}
+    for level in sorted(levels):
+        lo, hi = col[f"lower_{level}"], col[f"upper_{level}"]
+        out[f"coverage_{level}"] = ((y >= lo) & (y <= hi)).astype(float)
+        out[f"width_{level}"] = hi - lo
+        out[f"winkler_{level}"] = winkler_score(y, lo, hi, level)
+    bands = {level: (col[f"lower_{level}"], col[f"upper_{level}"]) for level in levels}
+    out["wis"] = weighted_interval_score(y, col["mean"], bands)
+    for tau, name, key in interval_quantiles(levels):
+        out[key] = pinball_loss(y, col[name], tau)
+    return out
+
+
+def _columns(levels: Sequence[int]) -> list[str]:
+    return ["mean", *(f"{side}_{level}" for level in levels for side in ("lower", "upper"))]
 
 
 def forecast_metrics(
@@ -98,10 +155,6 @@ def forecast_metrics(
             "mase": float(np.mean(abs_err) / naive_scale(train)),
             "directional_accuracy": float(np.mean(direction(f, last) == np.sign(y - last))),
         }
-    for level in sorted(levels):
-        lo = forecast[f"lower_{level}"].to_numpy(dtype=float)
-        hi = forecast[f"upper_{level}"].to_numpy(dtype=float)
-        out[f"coverage_{level}"] = float(np.mean((y >= lo) & (y <= hi)))
-        out[f"width_{level}"] = float(np.mean(hi - lo))
-        out[f"winkler_{level}"] = float(np.mean(winkler_score(y, lo, hi, level)))
+    scores = interval_scores(y, forecast, levels)
+    out.update({key: float(np.mean(values)) for key, values in scores.items()})
     return out

@@ -5,6 +5,7 @@ Matplotlib runs headless (the ``Agg`` backend) and each figure is written atomic
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -71,9 +72,11 @@ def plot_forecasts(result: BacktestResult, path: Path, last_origins: int = 3) ->
                 ax.set_title(f"origin {pd.Timestamp(origin):%Y-%m-%d %H:%M} UTC", fontsize=10)
             if col == 0:
                 s = summary[model]
-                ax.set_ylabel(
-                    f"{model}\nMASE {s['mase']:.2f}, cov95 {s['coverage_95']:.0%}", fontsize=9
-                )
+                wis = float(s.get("wis_ratio", math.nan))
+                label = f"{model}\nMASE {s['mase']:.2f}, cov95 {s['coverage_95']:.0%}"
+                if math.isfinite(wis):
+                    label += f"\nWIS {wis:.3f}x naive"
+                ax.set_ylabel(label, fontsize=9)
             if row == len(models) - 1:
                 ax.tick_params(axis="x", labelrotation=30, labelsize=8)
     height = 2.5 * len(models) + 1.0

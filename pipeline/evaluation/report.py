@@ -4,7 +4,8 @@ Each run gets a folder of its own, ``reports/<series>/<UTC time to the microseco
 (:func:`report_dir`): names sort by time and two runs never share one, even within the same
 microsecond. A report is written whole into a hidden temporary sibling (``.<name>.tmp``) and
 renamed into place, so a reader never sees half a report and a failed or interrupted run
-leaves none behind. The plots are drawn by :mod:`pipeline.evaluation.plots`.
+leaves none behind. The plots are drawn by :mod:`pipeline.evaluation.plots`, the tables by
+:mod:`pipeline.evaluation.tables`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import math
 import os
 import secrets
 import shutil
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,26 +23,18 @@ from typing import Any
 
 import pandas as pd
 
-from pipeline.evaluation.backtest import BacktestResult
+from pipeline.evaluation.backtest import BacktestResult, horizon_ratio
+from pipeline.evaluation.calibration import calibration_table, describe_samples, json_safe
+from pipeline.evaluation.metrics import METRIC_DEFINITIONS
+from pipeline.evaluation.tables import (
+    horizon_table,
+    metrics_table,
+    proper_scores_table,
+    wis_horizon_table,
+)
 from pipeline.fileio import atomic_write_csv, atomic_write_json, atomic_write_text
 
 logger = logging.getLogger(__name__)
-
-#: Columns of the printed / Markdown table: (metric key, header, format).
-TABLE_COLUMNS: list[tuple[str, str, str]] = [
-    ("mase", "MASE", "{:.3f}"),
-    ("mae", "MAE", "{:,.2f}"),
-    ("rmse", "RMSE", "{:,.2f}"),
-    ("mape", "MAPE %", "{:.2f}"),
-    ("smape", "sMAPE %", "{:.2f}"),
-    ("directional_accuracy", "Dir. acc.", "{:.1%}"),
-    ("coverage_80", "Cov. 80", "{:.1%}"),
-    ("coverage_95", "Cov. 95", "{:.1%}"),
-    ("width_95", "Width 95", "{:,.0f}"),
-    ("winkler_95", "Winkler 95", "{:,.0f}"),
-    ("fit_seconds", "Fit s", "{:.2f}"),
-    ("n_folds", "Folds", "{:.0f}"),
-]
 
 
 def report_dir(reports_root: Path, series: str, now: datetime | None = None) -> Path:
@@ -52,41 +45,6 @@ def report_dir(reports_root: Path, series: str, now: datetime | None = None) -> 
     """
     now = now or datetime.now(UTC)
     return reports_root / series / f"{now:%Y%m%dT%H%M%S%fZ}-{secrets.token_hex(3)}"
-
-
-def _fmt(value: float, pattern: str) -> str:
-    return "–" if not math.isfinite(value) else pattern.format(value)
-
-
-def metrics_table(summary: Mapping[str, Mapping[str, float]], champion: str | None = None) -> str:
-    """A Markdown table, one row per model sorted by MASE; the champion is marked with *."""
-    header = "| Model | " + " | ".join(h for _, h, _ in TABLE_COLUMNS) + " |"
-    rule = "|---|" + "---:|" * len(TABLE_COLUMNS)
-    lines = [header, rule]
-
-    def key(item: tuple[str, Mapping[str, float]]) -> float:
-        v = float(item[1].get("mase", math.nan))
-        return v if math.isfinite(v) else math.inf
-
-    for name, row in sorted(summary.items(), key=key):
-        label = f"**{name}** *" if name == champion else name
-        cells = [_fmt(float(row.get(k, math.nan)), f) for k, _, f in TABLE_COLUMNS]
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def horizon_table(by_h: pd.DataFrame, metric: str = "mase", steps: Sequence[int] = ()) -> str:
-    """Markdown: ``metric`` by horizon step (rows) and model (columns)."""
-    pivot = by_h.pivot(index="step", columns="model", values=metric)
-    if steps:
-        pivot = pivot.loc[[s for s in steps if s in pivot.index]]
-    lines = [
-        "| Step | " + " | ".join(pivot.columns) + " |",
-        "|---:|" + "---:|" * len(pivot.columns),
-    ]
-    for step, row in pivot.iterrows():
-        lines.append(f"| {step} | " + " | ".join(_fmt(float(v), "{:.3f}") for v in row) + " |")
-    return "\n".join(lines)
 
 
 def _json_float(value: Any) -> Any:
@@ -138,6 +96,8 @@ def write_report(
 
     summary = result.summary()
     by_h = result.by_horizon()
+    ratios = horizon_ratio(result.folds, "wis", result.protocol.levels)
+    calibration = result.calibration()
     names = {"folds": "folds.csv", "fold_metrics": "fold_metrics.csv", "json": "comparison.json"}
     if plots:
         names |= {"forecasts_png": "forecasts.png", "mase_png": "mase_by_horizon.png"}
@@ -160,10 +120,14 @@ def write_report(
         "metrics_by_horizon": {
             m: {
                 k: [_json_float(float(v)) for v in part[k]]
-                for k in ("mase", "mae", "coverage_80", "coverage_95")
+                for k in ("mase", "mae", "coverage_80", "coverage_95", "wis")
             }
             for m, part in by_h.groupby("model")
         },
+        "wis_ratio_by_horizon": {
+            str(m): [_json_float(float(v)) for v in col] for m, col in ratios.items()
+        },
+        "calibration": json_safe(calibration),
         "champion": champion,
         "champion_reason": reason,
         "coverage_band": list(coverage_band),
@@ -173,7 +137,9 @@ def write_report(
         "gate": dict(gate) if gate is not None else None,
         "metric_definitions": METRIC_DEFINITIONS,
     }
-    markdown = _markdown(result, summary, by_h, champion, reason, data_source, gate, plots)
+    markdown = _markdown(
+        result, summary, by_h, champion, reason, data_source, gate, plots, ratios, calibration
+    )
     with _new_folder(out_dir) as tmp:
         atomic_write_csv(tmp / names["folds"], folds)
         atomic_write_csv(tmp / names["fold_metrics"], fm)
@@ -186,22 +152,6 @@ def write_report(
     return {key: out_dir / name for key, name in names.items()}
 
 
-METRIC_DEFINITIONS: dict[str, str] = {
-    "mae": "mean |actual - forecast|, price units",
-    "rmse": "sqrt(mean (actual - forecast)^2), per fold, averaged over folds",
-    "mape": "100 x mean |error| / |actual|",
-    "smape": "100 x mean 2|error| / (|actual| + |forecast|)",
-    "mase": "MAE / in-sample one-step naive MAE of the fold's training window",
-    "directional_accuracy": "share of steps where the forecast and the actual move the same way "
-    "from the last training price",
-    "coverage_L": "share of actuals inside the L% interval (target L%)",
-    "width_L": "mean width of the L% interval, price units",
-    "winkler_L": "interval score: width + (2/alpha) x distance outside the interval, "
-    "alpha = 1 - L/100",
-    "fit_seconds": "wall time of one fit (mean over the fits)",
-}
-
-
 def _markdown(
     result: BacktestResult,
     summary: Mapping[str, Mapping[str, float]],
@@ -211,6 +161,8 @@ def _markdown(
     data_source: str,
     gate: Mapping[str, Any] | None,
     plots: bool,
+    ratios: pd.DataFrame,
+    calibration: Mapping[str, Any],
 ) -> str:
     p = result.protocol
     h = p.horizon
@@ -237,6 +189,27 @@ def _markdown(
         "## 95% coverage by horizon step",
         "",
         horizon_table(by_h, "coverage_95", steps),
+        "",
+        "## Proper scores",
+        "",
+        "WIS (weighted interval score over the median and the 80/95% intervals, the quantile "
+        "form of the CRPS) and the pinball loss of each quantile, mean over origins, price "
+        "units; in parentheses the ratio to naive's on the same origins (< 1 is better).",
+        "",
+        proper_scores_table(result, result.models),
+        "",
+        "## WIS by horizon step",
+        "",
+        wis_horizon_table(by_h, ratios, steps),
+        "",
+        "## Calibration tests",
+        "",
+        "p-values of Kupiec's test that the interval's coverage is the nominal one and of "
+        "Christoffersen's test that a miss does not depend on the previous miss: below 0.05 "
+        "rejects at 5%; – means nothing to test (no miss, or only misses). "
+        + describe_samples(calibration),
+        "",
+        calibration_table(calibration, result.protocol.levels, result.models),
         "",
     ]
     if result.failures:
@@ -272,11 +245,4 @@ def _markdown(
     return "\n".join(out)
 
 
-__all__ = [
-    "METRIC_DEFINITIONS",
-    "TABLE_COLUMNS",
-    "horizon_table",
-    "metrics_table",
-    "report_dir",
-    "write_report",
-]
+__all__ = ["METRIC_DEFINITIONS", "report_dir", "write_report"]

@@ -1,6 +1,8 @@
 """Proper scores of a whole forecast distribution and the tests that say whether a gap is real.
 
 Scores (lower is better)
+    * :func:`winkler_score` -- the interval (Winkler) score of a central ``L``% interval
+      ``[l, u]``: ``(u - l) + (2 / a) (l - y) 1{y < l} + (2 / a) (y - u) 1{y > u}``, a = 1 - L/100.
     * :func:`pinball_loss` -- the quantile score of one quantile ``q`` at level ``tau``:
       ``(1{y < q} - tau) (q - y)``.
     * :func:`weighted_interval_score` -- WIS over the median and central intervals
@@ -25,23 +27,54 @@ Comparing two forecasters on the same points
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike
 from scipy import stats
 
-from pipeline.evaluation.metrics import winkler_score
-
 __all__ = [
     "DMResult",
     "christoffersen_independence",
     "diebold_mariano",
+    "interval_quantiles",
     "kupiec_pof",
+    "pinball_key",
     "pinball_loss",
     "weighted_interval_score",
+    "winkler_score",
 ]
+
+
+def winkler_score(
+    actual: np.ndarray, lower: np.ndarray, upper: np.ndarray, level: float
+) -> np.ndarray:
+    """Interval (Winkler) score of each point for a central ``level``% interval."""
+    alpha = 1.0 - level / 100.0
+    below = np.clip(lower - actual, 0.0, None)
+    above = np.clip(actual - upper, 0.0, None)
+    return (upper - lower) + (2.0 / alpha) * (below + above)
+
+
+def interval_quantiles(levels: Iterable[int]) -> list[tuple[float, str, str]]:
+    """``(tau, column, metric key)`` of every quantile a forecast with central ``levels`` has,
+    in increasing ``tau``: the interval ends and the median (the ``mean`` column).
+
+    For levels (80, 95): 2.5% ``lower_95``, 10% ``lower_80``, 50% ``mean``, 90% ``upper_80``,
+    97.5% ``upper_95``.
+    """
+    out = [(0.5, "mean", pinball_key(0.5))]
+    for level in levels:
+        lower, upper = (100.0 - level) / 200.0, (100.0 + level) / 200.0
+        out.append((lower, f"lower_{level}", pinball_key(lower)))
+        out.append((upper, f"upper_{level}", pinball_key(upper)))
+    return sorted(out)
+
+
+def pinball_key(tau: float) -> str:
+    """The metric key of the pinball loss at quantile ``tau``: ``pinball_2.5`` for 0.025."""
+    return f"pinball_{round(100.0 * tau, 6):g}"
 
 
 def pinball_loss(actual: ArrayLike, quantile: ArrayLike, tau: float) -> np.ndarray:

@@ -4,7 +4,9 @@ One holdout says little about intervals (its 95% coverage is 0% or 100% per step
 training writes any version it backtests every model on the end of the series:
 ``BACKTEST_ORIGINS`` origins, each fit on a sliding window of ``BACKTEST_WINDOW`` points. The
 per-model summary is stored in each version's metadata (``extra.backtest``) and is what
-:func:`pipeline.evaluation.champion.training_champion` and the nightly gate judge.
+:func:`pipeline.evaluation.champion.training_champion` and the nightly gate judge, together with
+the per-origin scores (:class:`~pipeline.evaluation.evidence.Evidence`) their significance tests
+need.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -20,6 +23,9 @@ from pipeline.config import Settings
 from pipeline.errors import UsageError
 from pipeline.forecasters import horizon_params
 from pipeline.series import SeriesId
+
+if TYPE_CHECKING:
+    from pipeline.evaluation.evidence import Evidence
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +44,16 @@ def model_params(
     return params
 
 
+@dataclass
+class Selection:
+    """A selection backtest: per-model summary, protocol and per-origin scores (all empty or
+    ``None`` when the series was too short for one origin)."""
+
+    summary: dict[str, dict[str, float]] = field(default_factory=dict)
+    protocol: dict[str, Any] = field(default_factory=dict)
+    evidence: Evidence | None = None
+
+
 def selection_backtest(
     series: SeriesId,
     y: pd.Series,
@@ -46,12 +62,10 @@ def selection_backtest(
     *,
     order: tuple[int, int, int] | None = None,
     n_jobs: int = 1,
-) -> tuple[dict[str, dict[str, float]], dict[str, Any]]:
-    """A short rolling-origin backtest of ``models`` on the end of ``y``.
-
-    Returns (per-model summary, protocol); both empty when ``y`` is too short for one origin.
-    """
+) -> Selection:
+    """A short rolling-origin backtest of ``models`` on the end of ``y``."""
     from pipeline.evaluation.backtest import run_backtest
+    from pipeline.evaluation.evidence import Evidence
     from pipeline.evaluation.protocol import default_protocol
 
     window = min(settings.backtest_window, max(10, len(y) // 2))
@@ -77,11 +91,12 @@ def selection_backtest(
         logger.warning(
             "%s: no selection backtest (%s); the champion is chosen on the holdout", series, exc
         )
-        return {}, {}
+        return Selection()
     summary = result.summary()
     logger.info(
         "%s: selection backtest of %d models x %d origins in %.1f s",
         series.name, len(models), len(result.origins), result.elapsed_seconds,
         extra={"series": series.name},
     )  # fmt: skip
-    return summary, {**result.protocol.to_dict(), "origins": len(result.origins)}
+    protocol_record = {**result.protocol.to_dict(), "origins": len(result.origins)}
+    return Selection(summary, protocol_record, Evidence.from_backtest(result))

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from joblib import Parallel, delayed
@@ -37,6 +37,9 @@ from pipeline.forecasters import parse_models
 from pipeline.series import SeriesId
 from pipeline.train.fit import FitTask, progress, run_fit
 from pipeline.train.selection import model_params, selection_backtest
+
+if TYPE_CHECKING:
+    from pipeline.evaluation.evidence import Evidence
 
 # The module name even when run with ``python -m`` (where __name__ is "__main__").
 logger = logging.getLogger(__spec__.name if __spec__ else __name__)
@@ -57,6 +60,8 @@ class TrainResult:
     #: Per-model summary of the selection backtest (empty when the series was too short).
     backtest: dict[str, dict[str, float]] = field(default_factory=dict)
     backtest_protocol: dict[str, Any] = field(default_factory=dict)
+    #: Per-origin scores of the selection backtest (the champion rule's significance tests).
+    evidence: Evidence | None = None
 
     @property
     def ok(self) -> bool:
@@ -145,9 +150,9 @@ def train_many(
         if until is not None:
             extra["until"] = until.isoformat()
         results[series] = result = TrainResult(series, n_points=len(y))
-        result.backtest, result.backtest_protocol = selection_backtest(
-            series, y, names, settings, order=order, n_jobs=jobs
-        )
+        selection = selection_backtest(series, y, names, settings, order=order, n_jobs=jobs)
+        result.backtest, result.backtest_protocol = selection.summary, selection.protocol
+        result.evidence = selection.evidence
         logger.info(
             "training %s on %d points (%s .. %s), holdout %d, models %s",
             series.name,
@@ -215,7 +220,14 @@ def _choose_champion(store: ArtifactStore, result: TrainResult, *, promote: bool
         logger.error("%s: every model failed; the champion is unchanged", result.series.name)
         return
     try:
-        champion, reason = training_champion(result.versions, result.backtest, result.metrics)
+        serving = store.champion(result.series)
+        champion, reason = training_champion(
+            result.versions,
+            result.backtest,
+            result.metrics,
+            evidence=result.evidence,
+            incumbent=serving.model if serving is not None else None,
+        )
     except PipelineError as exc:
         result.champion_reason = f"no champion: {exc}"
         logger.error("%s: %s; the champion is unchanged", result.series.name, exc)

@@ -8,10 +8,17 @@ from __future__ import annotations
 
 import math
 
+import pandas as pd
 import pytest
 
 from pipeline.errors import UsageError
-from pipeline.evaluation.backtest import horizon_metrics, run_backtest
+from pipeline.evaluation.backtest import (
+    horizon_metrics,
+    horizon_ratio,
+    paired_ratio,
+    run_backtest,
+)
+from pipeline.evaluation.metrics import interval_scores
 from tests.helpers.backtests import LastValue, Trend, Unfittable, rising, small_protocol
 from tests.helpers.prices import random_walk_prices
 
@@ -67,6 +74,42 @@ def test_summary_averages_folds_and_counts_them() -> None:
     assert summary["trend"]["mae"] == pytest.approx(0.0)  # the trend is exact on a line
     assert summary["last"]["n_folds"] == 4 and summary["last"]["failed_folds"] == 0
     assert (summary["last"]["complexity"], summary["trend"]["complexity"]) == (0, 2)
+
+
+def test_wis_ratio_is_taken_on_the_origins_both_models_forecast() -> None:
+    o = list(pd.date_range("2021-01-01", periods=3, freq="10D", tz="UTC"))
+    fm = pd.DataFrame(
+        {
+            "origin": o + o,
+            "model": ["naive"] * 3 + ["m"] * 3,
+            "error": [None, None, None, None, "ForecastError: no", None],
+            "wis": [10.0, 20.0, 50.0, 5.0, math.nan, 15.0],
+        }
+    )
+    assert paired_ratio(fm, "m", "wis") == pytest.approx((5 + 15) / (10 + 50))
+    assert paired_ratio(fm, "naive", "wis") == 1.0
+    assert math.isnan(paired_ratio(fm, "m", "wis", reference="absent"))
+
+
+def test_summary_and_horizon_tables_carry_wis_and_its_ratio() -> None:
+    y = random_walk_prices(200)
+    result = run_backtest(y, [LastValue, Trend], small_protocol(y), n_jobs=1)
+    summary = result.summary()
+    fm = result.fold_metrics
+    for model in ("last", "trend"):
+        assert summary[model]["wis"] == pytest.approx(fm[fm["model"] == model]["wis"].mean())
+        assert math.isnan(summary[model]["wis_ratio"])  # no naive among the models
+    folds = result.folds
+    per_point = interval_scores(folds["actual"].to_numpy(), folds)["wis"]
+    by_step = folds.assign(wis=per_point).groupby(["model", "step"])["wis"].mean()
+    table = result.by_horizon().set_index(["model", "step"])
+    assert table["wis"].to_numpy() == pytest.approx(by_step.to_numpy())
+    ratios = horizon_ratio(folds, "wis", reference="last")
+    assert list(ratios.columns) == ["last", "trend"] and ratios.index.tolist() == [1, 2, 3, 4, 5]
+    expected = by_step.loc["trend"] / by_step.loc["last"]
+    assert ratios["trend"].to_numpy() == pytest.approx(expected.to_numpy())
+    assert (ratios["last"] == 1.0).all()
+    assert horizon_ratio(folds, "wis").empty  # naive was not evaluated
 
 
 def test_a_failing_model_is_recorded_not_fatal() -> None:

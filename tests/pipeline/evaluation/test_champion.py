@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from pipeline.config import get_settings
@@ -20,6 +22,7 @@ from pipeline.evaluation.champion import (
     training_champion,
     worse_than_serving,
 )
+from pipeline.evaluation.evidence import Evidence
 from pipeline.evaluation.gate import GateConfig
 from pipeline.series import SeriesId
 from tests.helpers.backtests import summary_row as row
@@ -232,3 +235,72 @@ def test_bootstrap_serves_naive_only_when_nothing_is_served_yet() -> None:
     assert bootstrap(rejected, "drift", {"naive", "drift"}) is None  # a champion is served
     assert bootstrap(rejected, None, {"drift"}) is None  # naive was not trained
     assert bootstrap(GateDecision("drift", True, "ok"), None, {"naive"}) is None
+
+
+# -- the evidence rule: significance and hysteresis -------------------------------------------
+def _evidence(scores: dict[str, tuple[list[float], list[float]]], rw: set[str]) -> Evidence:
+    """Per-origin (wis, mase) of each model over len(...) origins; ``rw``: naive-median models."""
+    n = len(next(iter(scores.values()))[0])
+    origins = tuple(pd.date_range("2021-01-01", periods=n, freq="30D", tz="UTC"))
+    table = {m: {"wis": np.array(w), "mase": np.array(a)} for m, (w, a) in scores.items()}
+    return Evidence(origins, table, 1, frozenset(rw))
+
+
+def _wis_row(mase: float, wis: float, complexity: int) -> dict[str, float]:
+    return {**row(mase, 0.95, complexity), "wis": wis}
+
+
+NOISE = [0.3, -0.2, 0.1, -0.3, 0.2, -0.1, 0.25, -0.25]
+
+
+def test_evidence_rule_keeps_the_incumbent_unless_the_challenger_is_better_with_confidence() -> (
+    None
+):
+    metrics = {"naive": _wis_row(1.0, 10.0, 0), "garch": _wis_row(1.0, 9.9, 1)}
+    naive = [10.0] * 8
+    noisy = [10.0 - 0.1 + d for d in NOISE]  # 1% lower on average, but noisy
+    clear = [9.0 + d / 100 for d in NOISE]  # 10% lower at every origin
+    flat = [1.0] * 8
+    weak = _evidence({"naive": (naive, flat), "garch": (noisy, flat)}, {"naive", "garch"})
+    name, reason = select_champion(metrics, evidence=weak, incumbent="naive", rule="evidence")
+    assert name == "naive"
+    assert "the serving naive stays: garch scores lower but not with confidence (WIS DM p=" in (
+        reason
+    )
+    assert select_champion(metrics, evidence=weak, rule="evidence")[0] == "garch"  # no incumbent
+    strong = _evidence({"naive": (naive, flat), "garch": (clear, flat)}, {"naive", "garch"})
+    name, reason = select_champion(metrics, evidence=strong, incumbent="naive", rule="evidence")
+    assert name == "garch" and "garch beats the serving naive with confidence (WIS DM p=0.000)" in (
+        reason
+    )
+
+
+def test_evidence_rule_lets_a_point_forecast_unlike_naive_win_only_on_a_significant_gain() -> None:
+    metrics = {"naive": _wis_row(1.0, 10.0, 0), "drift": _wis_row(0.99, 9.0, 1)}
+    wis = ([10.0] * 8, [9.0] * 8)
+    lucky = [1.0 - 0.01 + d for d in NOISE]
+    ev = _evidence({"naive": (wis[0], [1.0] * 8), "drift": (wis[1], lucky)}, {"naive"})
+    name, reason = select_champion(metrics, evidence=ev, rule="evidence")
+    assert name == "naive"
+    assert "point forecast unlike the random walk's without a significant MASE gain over naive" in (
+        reason
+    )
+    better = [0.9 + d / 100 for d in NOISE]
+    ev = _evidence({"naive": (wis[0], [1.0] * 8), "drift": (wis[1], better)}, {"naive"})
+    name, reason = select_champion(metrics, evidence=ev, rule="evidence")
+    assert name == "drift" and "drift's point forecast beats naive's with confidence" in reason
+
+
+def test_evidence_rule_scores_by_wis_and_says_when_nothing_was_tested() -> None:
+    # drift has the lower Winkler-95, garch the lower WIS
+    metrics = {
+        "naive": _wis_row(1.0, 10.0, 0),
+        "drift": {**_wis_row(1.0, 9.8, 1), "winkler_95": 80.0},
+        "garch": {**_wis_row(1.0, 9.5, 2), "winkler_95": 90.0},
+    }
+    name, reason = select_champion(metrics, rule="evidence")
+    assert name == "garch" and "then the lowest WIS wins" in reason
+    assert "no per-origin scores: nothing was tested for significance" in reason
+    assert select_champion(metrics, rule="means")[0] == "drift"
+    with pytest.raises(UsageError, match="unknown selection rule 'best'"):
+        select_champion(metrics, rule="best")

@@ -1,4 +1,4 @@
-"""The quality gate: its committed configuration, its rules and messages, and the baseline."""
+"""The quality gate: its committed configuration, its rules and their messages."""
 
 from __future__ import annotations
 
@@ -12,14 +12,11 @@ from pipeline.evaluation import champion as rule
 from pipeline.evaluation.backtest import run_backtest
 from pipeline.evaluation.champion import select_champion
 from pipeline.evaluation.gate import (
+    GATE_BASELINE_WIS_TOLERANCE,
+    GATE_CHAMPION_WIS_TOLERANCE,
     GateConfig,
-    baseline_entry,
-    check_comparable,
     evaluate_gate,
     load_gate_config,
-    read_baseline,
-    series_fingerprint,
-    write_baseline,
 )
 from tests.helpers.backtests import LastValue, Unfittable, small_protocol
 from tests.helpers.backtests import summary_row as row
@@ -32,6 +29,8 @@ def test_committed_gate_config_is_the_built_in_defaults() -> None:
     assert config == GateConfig()
     assert config.coverage_band == rule.GATE_COVERAGE_BAND == (0.85, 0.99)
     assert config.champion_mase_tolerance == rule.GATE_CHAMPION_MASE_TOLERANCE == 0.05
+    assert config.champion_wis_tolerance == GATE_CHAMPION_WIS_TOLERANCE == 0.02
+    assert config.baseline_wis_tolerance == GATE_BASELINE_WIS_TOLERANCE == 0.01
     raw = json.loads((ROOT / "quality_gate.json").read_text())
     assert all(entry["description"] for entry in raw["thresholds"].values())
 
@@ -50,6 +49,15 @@ def test_gate_config_errors_name_the_file(tmp_path: Path) -> None:
         load_gate_config(bad)
 
 
+def test_a_gate_config_without_the_wis_thresholds_gets_their_defaults(tmp_path: Path) -> None:
+    raw = json.loads((ROOT / "quality_gate.json").read_text())
+    del raw["thresholds"]["champion_wis_tolerance"], raw["thresholds"]["baseline_wis_tolerance"]
+    raw["thresholds"]["baseline_mase_tolerance"]["value"] = 0.03
+    older = tmp_path / "older.json"
+    older.write_text(json.dumps(raw))
+    assert load_gate_config(older) == GateConfig(baseline_mase_tolerance=0.03)
+
+
 @pytest.mark.parametrize(("coverage", "passes"), [(0.849, False), (0.85, True), (0.991, False)])
 def test_default_gate_band_is_85_to_99_percent(coverage: float, passes: bool) -> None:
     summary = {"naive": row(1.0, coverage)}
@@ -64,6 +72,32 @@ def test_default_gate_lets_the_champion_be_5_percent_worse_than_naive(
     summary = {"naive": row(1.0, 0.95), "drift": row(mase, 0.95, 1)}
     outcome = evaluate_gate("x", summary, "drift", GateConfig())
     assert outcome.passed is passes
+
+
+def _scored(mase: float, cov: float, wis: float, complexity: int = 0) -> dict[str, float]:
+    return {**row(mase, cov, complexity), "wis": wis}
+
+
+@pytest.mark.parametrize(("wis", "passes"), [(102.0, True), (102.01, False)])
+def test_default_gate_lets_the_champion_be_2_percent_worse_than_naive_in_wis(
+    wis: float, passes: bool
+) -> None:
+    summary = {"naive": _scored(1.0, 0.95, 100.0), "garch": _scored(1.0, 0.95, wis, 2)}
+    outcome = evaluate_gate("x", summary, "garch", GateConfig())
+    assert outcome.passed is passes
+    check = next(c for c in outcome.checks if c.rule == "champion_wis_vs_naive")
+    assert check.passed is passes
+    assert check.message == (
+        f"champion garch mean WIS {wis:,.2f}, limit 102.00 (naive 100.00 x (1 + 0.02))"
+    )
+
+
+def test_without_wis_the_champion_wis_rule_is_skipped_with_a_note() -> None:
+    summary = {"naive": row(1.0, 0.95), "garch": row(1.0, 0.95, 2)}
+    outcome = evaluate_gate("x", summary, "garch", GateConfig())
+    assert outcome.passed
+    assert "champion_wis_vs_naive" not in [c.rule for c in outcome.checks]
+    assert outcome.notes == ["the metrics have no WIS: champion_wis_vs_naive not checked"]
 
 
 def test_gate_fails_and_names_rule_value_and_threshold() -> None:
@@ -120,25 +154,23 @@ def test_gate_catches_wider_intervals_that_mase_cannot_see() -> None:
     )
 
 
-def test_baseline_round_trip_and_comparability(tmp_path: Path) -> None:
-    y = random_walk_prices(200)
-    protocol = small_protocol(y).to_dict()
-    path = tmp_path / "baseline.json"
-    fp = series_fingerprint(y)
-    summary = {"naive": row(1.0, 0.9)}
-    write_baseline(
-        path, "a", protocol=protocol, summary=summary, fingerprint=fp, data="d", champion="naive"
-    )
-    write_baseline(
-        path, "b", protocol=protocol, summary=summary, fingerprint=fp, data="d", champion="naive"
-    )
-    entry = read_baseline(path)["series"]["a"]
-    assert set(read_baseline(path)["series"]) == {"a", "b"}
-    assert entry["models"] == {"naive": {"mase": 1.0, "coverage_95": 0.9, "winkler_95": 100.0}}
-    check_comparable(entry, protocol, fp, path)
-    with pytest.raises(UsageError, match="protocol differs"):
-        check_comparable(entry, {**protocol, "horizon": 9}, fp, path)
-    with pytest.raises(UsageError, match="data differs"):
-        check_comparable(entry, protocol, series_fingerprint(y * 1.01), path)
-    with pytest.raises(UsageError, match="has no entry for c \\(has: a, b\\)"):
-        baseline_entry(read_baseline(path), "c", path)
+def test_gate_catches_a_worse_wis_that_mase_cannot_see() -> None:
+    """Same point forecast (same MASE) but worse bands: the WIS baseline rule fails; an entry
+    recorded before WIS existed is skipped with a note, never a silent pass."""
+    summary = {"naive": _scored(1.0, 0.95, 100.0), "garch": _scored(1.0, 0.95, 101.5, 2)}
+    baseline = {
+        "models": {
+            "naive": {"mase": 1.0, "winkler_95": 100.0, "wis": 100.0},
+            "garch": {"mase": 1.0, "winkler_95": 100.0, "wis": 100.0},
+        }
+    }
+    outcome = evaluate_gate("x", summary, "naive", GateConfig(), baseline_entry=baseline)
+    [failure] = outcome.failures()
+    assert failure.rule == "baseline_wis_garch"
+    assert failure.message == "garch mean WIS 101.50, limit 101.00 (baseline 100.00 x (1 + 0.01))"
+    rules = [c.rule for c in outcome.checks]
+    assert rules.index("baseline_wis_garch") < rules.index("baseline_winkler_garch")
+    del baseline["models"]["garch"]["wis"]
+    outcome = evaluate_gate("x", summary, "naive", GateConfig(), baseline_entry=baseline)
+    assert outcome.passed
+    assert "garch's baseline has no WIS: baseline_wis_garch not checked" in outcome.notes

@@ -8,7 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.evaluation.metrics import METRIC_KEYS, forecast_metrics, naive_scale, winkler_score
+from pipeline.evaluation.metrics import (
+    METRIC_KEYS,
+    PINBALL_KEYS,
+    forecast_metrics,
+    naive_scale,
+    winkler_score,
+)
 
 
 def test_naive_scale_is_in_sample_one_step_naive_mae() -> None:
@@ -55,6 +61,20 @@ def test_forecast_metrics_match_hand_computed_values() -> None:
     assert m["width_95"] == pytest.approx(6.0)
     assert m["winkler_80"] == pytest.approx((3.0 + (2.0 + 10.0 * 1.0)) / 2)
     assert m["winkler_95"] == pytest.approx(6.0)
+    # pinball (1{y < q} - tau)(q - y) per quantile, mean of the two steps
+    assert m["pinball_2.5"] == pytest.approx((0.025 * 4 + 0.025 * 1) / 2)  # q 102 below both
+    assert m["pinball_10"] == pytest.approx((0.1 * 2 + 0.9 * 1) / 2)  # q 104: above 103
+    assert m["pinball_50"] == pytest.approx((0.5 * 1 + 0.5 * 2) / 2)  # the median, 105
+    assert m["pinball_90"] == pytest.approx((0.1 * 1 + 0.1 * 3) / 2)  # q 107, 106: above both
+    assert m["pinball_97.5"] == pytest.approx((0.025 * 2 + 0.025 * 5) / 2)  # q 108
+    # WIS: (|y - m| / 2 + 0.1 IS80 + 0.025 IS95) / 2.5 per step = twice the mean pinball
+    assert m["wis"] == pytest.approx(((0.5 + 0.3 + 0.15) + (1.0 + 1.2 + 0.15)) / 2.5 / 2)
+    assert m["wis"] == pytest.approx(2 * np.mean([m[k] for k in PINBALL_KEYS]))
+
+
+def test_metric_keys_end_with_wis_and_the_pinball_loss_of_every_quantile() -> None:
+    assert PINBALL_KEYS == ("pinball_2.5", "pinball_10", "pinball_50", "pinball_90", "pinball_97.5")
+    assert METRIC_KEYS[-6:] == ("wis", *PINBALL_KEYS)
 
 
 def test_forecast_metrics_refuse_misaligned_lengths() -> None:

@@ -13,7 +13,7 @@ import pytest
 from pipeline.evaluation import plots
 from pipeline.evaluation.backtest import BacktestResult, run_backtest
 from pipeline.evaluation.champion import select_champion
-from pipeline.evaluation.report import metrics_table, report_dir, write_report
+from pipeline.evaluation.report import report_dir, write_report
 from tests.helpers.backtests import LastValue, Trend, small_protocol
 from tests.helpers.prices import random_walk_prices
 
@@ -120,8 +120,36 @@ def test_plots_are_pngs_named_in_the_markdown(result: BacktestResult, tmp_path: 
     assert "![forecasts](forecasts.png)" in files["md"].read_text()
 
 
-def test_metrics_table_sorts_by_mase_and_marks_the_champion() -> None:
-    summary = {"b": {"mase": 2.0}, "a": {"mase": 1.0}, "c": {"mase": float("nan")}}
-    lines = metrics_table(summary, "b").splitlines()
-    assert [line.split(" | ")[0] for line in lines[2:]] == ["| a", "| **b** *", "| c"]
-    assert lines[2].split(" | ")[1] == "1.000" and lines[4].split(" | ")[1] == "–"
+def test_report_shows_wis_and_pinball_against_naive_and_the_calibration_tests(
+    tmp_path: Path,
+) -> None:
+    y = random_walk_prices(300)
+    result = run_backtest(y, ["naive", LastValue], small_protocol(y, n_origins=5), n_jobs=1)
+    files = write_report(
+        result,
+        tmp_path / "r",
+        champion="naive",
+        reason="r",
+        data_source="synthetic",
+        coverage_band=(0.0, 1.0),
+        plots=False,
+    )
+    report = json.loads(files["json"].read_text())
+    summary = result.summary()
+    last = summary["last"]
+    assert report["metrics"]["naive"]["wis_ratio"] == 1.0
+    assert report["metrics"]["last"]["wis_ratio"] == pytest.approx(
+        last["wis"] / summary["naive"]["wis"]
+    )
+    assert len(report["metrics_by_horizon"]["last"]["wis"]) == 5
+    assert report["wis_ratio_by_horizon"]["naive"] == [1.0] * 5
+    assert set(report["calibration"]["models"]) == {"naive", "last"}
+    assert report["calibration"]["samples"]["step_1"]["origins"] == 5
+    markdown = files["md"].read_text()
+    ratio = last["wis"] / summary["naive"]["wis"]
+    assert f"| last | {last['wis']:,.0f} ({ratio:.3f}) | " in markdown
+    assert "| naive | " + f"{summary['naive']['wis']:,.0f} (1.000) | " in markdown
+    for title in ("## Proper scores", "## WIS by horizon step", "## Calibration tests"):
+        assert f"\n{title}\n" in markdown
+    assert "| Model | Step | n | Cov. 80 | Kupiec 80 p |" in markdown
+    assert "`wis`: weighted interval score" in markdown

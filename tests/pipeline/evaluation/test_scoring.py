@@ -5,13 +5,17 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats
 
+from pipeline.evaluation.metrics import forecast_metrics
 from pipeline.evaluation.scoring import (
     christoffersen_independence,
     diebold_mariano,
+    interval_quantiles,
     kupiec_pof,
+    pinball_key,
     pinball_loss,
     weighted_interval_score,
 )
@@ -46,6 +50,30 @@ def test_wis_is_twice_the_mean_pinball_loss_of_its_quantiles() -> None:
         for q, tau in ((lo95, 0.025), (lo80, 0.1), (m, 0.5), (hi80, 0.9), (hi95, 0.975))
     ]
     np.testing.assert_allclose(wis, 2 * np.mean(pinball, axis=0), rtol=1e-12)
+
+
+def test_forecast_metrics_wis_is_the_mean_quantile_crps_of_scoringrules() -> None:
+    rng = np.random.default_rng(5)
+    y, m, lo80, hi80, lo95, hi95 = _bands(rng, 30)
+    frame = pd.DataFrame(
+        {"mean": m, "lower_80": lo80, "upper_80": hi80, "lower_95": lo95, "upper_95": hi95}
+    )
+    metrics = forecast_metrics(y, frame, pd.Series([100.0, 101.0, 99.0]))
+    quantiles = np.stack([lo95, lo80, m, hi80, hi95], axis=-1)
+    alphas = np.array([0.025, 0.1, 0.5, 0.9, 0.975])
+    reference = sr.crps_quantile(y, quantiles, alphas, backend="numpy")
+    assert metrics["wis"] == pytest.approx(float(np.mean(reference)), rel=1e-12)
+
+
+def test_the_quantiles_of_a_forecast_frame_and_their_keys() -> None:
+    assert interval_quantiles((80, 95)) == [
+        (0.025, "lower_95", "pinball_2.5"),
+        (0.1, "lower_80", "pinball_10"),
+        (0.5, "mean", "pinball_50"),
+        (0.9, "upper_80", "pinball_90"),
+        (0.975, "upper_95", "pinball_97.5"),
+    ]
+    assert pinball_key(0.05) == "pinball_5" and pinball_key(0.995) == "pinball_99.5"
 
 
 def test_wis_of_a_hand_computed_point() -> None:

@@ -30,7 +30,8 @@ def test_the_served_horizon_goes_to_the_models_that_calibrate_over_one() -> None
 
 def test_every_origin_gets_a_full_window_of_recent_history(settings: Settings) -> None:
     y = random_walk_prices(200)
-    summary, protocol = selection_backtest(SERIES, y, ["naive", "drift"], settings)
+    selection = selection_backtest(SERIES, y, ["naive", "drift"], settings)
+    summary, protocol = selection.summary, selection.protocol
     assert list(summary) == ["naive", "drift"]
     window = 100  # half the series: the BACKTEST_WINDOW of 1000 points does not fit
     assert protocol["train_window"] == window and protocol["window"] == "sliding"
@@ -38,13 +39,21 @@ def test_every_origin_gets_a_full_window_of_recent_history(settings: Settings) -
     assert protocol["horizon"] == 30 and protocol["origins"] >= 1
     assert summary["naive"]["n_folds"] == protocol["origins"]
     assert summary["naive"]["failed_folds"] == 0
+    # the per-origin scores the significance tests need, one per origin and model
+    evidence = selection.evidence
+    assert evidence is not None and len(evidence.origins) == protocol["origins"]
+    assert set(evidence.scores) == {"naive", "drift"}
+    assert len(evidence.scores["drift"]["wis"]) == protocol["origins"]
+    assert evidence.random_walk_median == {"naive"}  # drift's point forecast is not naive's
+    assert evidence.overlap == 1  # 30-day horizon, origins 30 days apart
 
 
 def test_a_series_too_short_to_backtest_gives_nothing_and_says_so(
     settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING)
-    assert selection_backtest(SERIES, random_walk_prices(30), ["naive"], settings) == ({}, {})
+    selection = selection_backtest(SERIES, random_walk_prices(30), ["naive"], settings)
+    assert (selection.summary, selection.protocol, selection.evidence) == ({}, {}, None)
     [record] = [r for r in caplog.records if r.name == "pipeline.train.selection"]
     assert record.getMessage().startswith("bitcoin-usd-1d: no selection backtest (")
     assert record.getMessage().endswith("); the champion is chosen on the holdout")

@@ -47,8 +47,13 @@ def test_trains_scores_refits_and_promotes(settings: Settings, y: pd.Series) -> 
     loaded = store.load(SERIES, "naive", meta.version, with_model=True)
     assert loaded.forecaster is not None
     assert loaded.forecast["mean"].iloc[0] == pytest.approx(float(y.iloc[-1]))
-    # champion: chosen by the selection rule on the backtest summary, not on the one holdout
-    best, reason = training_champion(result.versions, result.backtest, result.metrics)
+    # champion: chosen by the selection rule on the backtest summary and its per-origin
+    # scores (the significance tests), not on the one holdout
+    assert result.evidence is not None and set(result.evidence.scores) == {"naive", "drift"}
+    best, reason = training_champion(
+        result.versions, result.backtest, result.metrics, evidence=result.evidence
+    )
+    assert reason.startswith("selection backtest: ")
     assert (result.champion, result.champion_reason) == (best, reason)
     assert result.champion_reason.startswith("selection backtest: ")
     champ = store.champion(SERIES)
