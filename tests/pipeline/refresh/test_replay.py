@@ -1,13 +1,17 @@
 """Replaying a price history hour by hour: every hour each served version gets a new issue whose
-step 1 is the next hour (the offline sample, and the real Bitstamp history when present)."""
+step 1 is the next hour, and the API, reloaded, answers from it (the offline sample, and the real
+Bitstamp history when present)."""
 
 from __future__ import annotations
 
+import json
+from datetime import timedelta
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from pipeline.api.registry import RegistryHolder
 from pipeline.artifacts.store import ArtifactStore
 from pipeline.ingest import read_csv_export
 from pipeline.ingest.sample import simulate
@@ -38,6 +42,8 @@ def test_replayed_hour_by_hour_every_hour_gives_a_new_issue(tmp_path: Path, sour
     settings = feed_settings(feed)
     metas = train_on_feed(settings, MODELS, champion="garch")
     store = ArtifactStore(settings.models_dir)
+    api = RegistryHolder(store)
+    api.load_initial()
     for ds, price in y.iloc[400:].items():
         feed.rows.append((ds, f"{price:.6f}"))
         feed.write()
@@ -47,6 +53,20 @@ def test_replayed_hour_by_hour_every_hour_gives_a_new_issue(tmp_path: Path, sour
             issue = store.latest_issue(HOURLY, model, meta.version)
             assert issue is not None and issue.origin == ds.to_pydatetime()
             assert issue.forecast["ds"].iloc[0] == ds + HOUR
+        # The API notices the new issues and, two minutes after the new price, answers from it:
+        # step 1 is the next hour, the whole horizon is ahead, nothing is stale.
+        assert api.needs_reload() and api.reload().outcome == "success"
+        served = api.registry.get(HOURLY)
+        now = ds.to_pydatetime() + timedelta(minutes=2)
+        body = json.loads(served.predict_json(3, now=now))
+        assert served.origin == ds.to_pydatetime()
+        assert [p["timestamp"] for p in body["forecasts"]] == [
+            f"{ds + HOUR * k:%Y-%m-%dT%H:%M:%SZ}" for k in (1, 2, 3)
+        ]
+        assert [p["step"] for p in body["forecasts"]] == [1, 2, 3]
+        assert body["last_price"] == pytest.approx(price, rel=1e-6)
+        assert body["freshness"]["stale"] is False
+        assert body["freshness"]["steps_available"] == served.horizon
     champion = store.champion(HOURLY)
     assert champion is not None and (champion.model, champion.version) == (
         "garch", metas["garch"].version,
