@@ -33,6 +33,11 @@ ABOUT = {
     "bench_cycle.py": "One real nightly cycle (`retrain_scheduler.py --once`) on the offline "
     "sample: 2 coins × 2 frequencies, every default candidate, the selection backtest, gate and "
     "promotion; target under 5 minutes.",
+    "bench_refresh.py": "A refresh of every default model of one hourly series, from one new raw "
+    "row to a new issue on disk, next to a full retrain of the same models "
+    "(method: [Refresh](../stages/refresh.md)); target well under 5 s.",
+    "bench_update.py": "Refit against load + update of each default model on 2,160 hourly "
+    "points (method: [Forecasters](../forecasters.md)).",
 }
 
 

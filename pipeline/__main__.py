@@ -87,7 +87,8 @@ def summary_table(results: Sequence[TrainResult], store: ArtifactStore) -> str:
             + (f"  (backtest: {origins} origins)" if origins else "  (no backtest: holdout only)")
         )
         header = [
-            "model", "MASE", "/naive", "cov80", "cov95", "Winkler95", "/naive", "holdout MASE",
+            "model", "MASE", "/naive", "WIS", "/naive", "cov80", "cov95", "Winkler95", "/naive",
+            "holdout MASE",
         ]  # fmt: skip
         rows = [header]
         naive = r.backtest.get("naive", {})
@@ -105,6 +106,8 @@ def summary_table(results: Sequence[TrainResult], store: ArtifactStore) -> str:
                     mark + name,
                     _num(bt.get("mase")),
                     _ratio(bt.get("mase"), naive.get("mase")),
+                    _num(bt.get("wis"), 0),
+                    _ratio(bt.get("wis"), naive.get("wis")),
                     _pct(bt.get("coverage_80")),
                     _pct(bt.get("coverage_95")),
                     _num(bt.get("winkler_95"), 0),

@@ -37,6 +37,10 @@ def is_valid_source(value: str) -> bool:
 
 CommaList = Annotated[list[str], NoDecode]
 
+#: The HTTP header that carries ``ADMIN_API_KEY`` (:attr:`Settings.admin_api_key`) to the API's
+#: admin routes: the API checks it, the scheduler sends it, CORS allows it.
+ADMIN_KEY_HEADER = "X-Admin-Key"
+
 
 def _raw_minutes(freq: str) -> int:
     """Minutes between new prices of ``freq``'s raw file: the default refresh cadence."""

@@ -29,7 +29,7 @@ from pipeline.api.errors import add_error_handlers
 from pipeline.api.middleware import ServingMiddleware, install_request_id_filter
 from pipeline.api.routes import ops as api_ops
 from pipeline.api.routes import predict as api_predict
-from pipeline.config import Settings, get_settings
+from pipeline.config import ADMIN_KEY_HEADER, Settings, get_settings
 from pipeline.logs import configure_logging
 
 logger = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ class LazyCORS:
                 self.app,
                 allow_origins=settings.cors_origins,
                 allow_methods=["GET", "POST"],
-                allow_headers=["Content-Type", "X-API-Key", "X-Admin-Key", "X-Request-ID"],
+                allow_headers=["Content-Type", "X-API-Key", ADMIN_KEY_HEADER, "X-Request-ID"],
                 expose_headers=["X-Request-ID", "Retry-After"],
                 max_age=600,
             )

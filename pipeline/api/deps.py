@@ -25,7 +25,7 @@ from pipeline.api.middleware import ApiMetrics, ModelCollector, RateLimiter
 from pipeline.api.registry import RegistryHolder, ReloadResult
 from pipeline.api.served import ServedModel
 from pipeline.artifacts.store import ArtifactStore, code_version
-from pipeline.config import Settings
+from pipeline.config import ADMIN_KEY_HEADER, Settings
 from pipeline.errors import UsageError
 from pipeline.series import SeriesId
 
@@ -170,7 +170,7 @@ api_key_header = APIKeyHeader(
     description="needed when API_KEY is set",
 )
 admin_key_header = APIKeyHeader(
-    name="X-Admin-Key",
+    name=ADMIN_KEY_HEADER,
     scheme_name="AdminKey",
     auto_error=False,
     description="ADMIN_API_KEY; admin endpoints are off without it",
@@ -206,7 +206,7 @@ async def require_admin_key(
     if expected is None:
         raise ApiError(403, "admin_disabled", "admin endpoints are disabled: set ADMIN_API_KEY")
     if not _matches(None if key is None else key.encode(), expected):
-        raise unauthorized("X-Admin-Key")
+        raise unauthorized(ADMIN_KEY_HEADER)
 
 
 API_KEY = [Security(require_api_key)]

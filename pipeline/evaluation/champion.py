@@ -84,6 +84,10 @@ GATE_COVERAGE_BAND: tuple[float, float] = (0.85, 0.99)
 GATE_BASELINE_MASE_TOLERANCE = 0.01
 #: Gate default (``baseline_winkler_tolerance``): each Winkler-95 <= its baseline x (1 + this).
 GATE_BASELINE_WINKLER_TOLERANCE = 0.02
+#: Gate default (``champion_wis_tolerance``): the champion's WIS <= naive's x (1 + this).
+GATE_CHAMPION_WIS_TOLERANCE = 0.02
+#: Gate default (``baseline_wis_tolerance``): each model's WIS <= its baseline x (1 + this).
+GATE_BASELINE_WIS_TOLERANCE = 0.01
 #: Absolute slack on the gate's MASE limits (floating-point noise only).
 GATE_MASE_SLACK = 1e-12
 #: Promotion (``PROMOTION_TOLERANCE``): a candidate may be worse than the serving champion's

@@ -28,6 +28,7 @@ from pipeline.evaluation.champion import (
     decide_comparison,
     ensure_naive,
 )
+from pipeline.evaluation.evidence import Evidence
 from pipeline.series import FREQUENCIES, SeriesId, freq_offset
 
 logger = logging.getLogger(__name__)
@@ -203,6 +204,7 @@ def run(options: CompareOptions, settings: Settings, out: TextIO | None = None) 
         mase_tolerance=opts.mase_tolerance,
         gate_config=gate_config,
         baseline_entry=entry,
+        evidence=Evidence.from_backtest(result),
     )
     champion, reason, outcome = decision.champion, decision.reason, decision.gate
 

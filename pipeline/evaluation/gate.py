@@ -36,16 +36,14 @@ from pipeline.evaluation.champion import (
     BASELINE_MODEL,
     GATE_BASELINE_MASE_TOLERANCE,
     GATE_BASELINE_WINKLER_TOLERANCE,
+    GATE_BASELINE_WIS_TOLERANCE,
     GATE_CHAMPION_MASE_TOLERANCE,
+    GATE_CHAMPION_WIS_TOLERANCE,
     GATE_COVERAGE_BAND,
     GATE_MASE_SLACK,
     TIE_TOLERANCE,
 )
 
-#: Gate default (``champion_wis_tolerance``): the champion's WIS <= naive's x (1 + this).
-GATE_CHAMPION_WIS_TOLERANCE = 0.02
-#: Gate default (``baseline_wis_tolerance``): each model's WIS <= its baseline x (1 + this).
-GATE_BASELINE_WIS_TOLERANCE = 0.01
 #: Thresholds a gate config may leave out (older files): their built-in defaults.
 OPTIONAL_THRESHOLDS = {
     "champion_wis_tolerance": GATE_CHAMPION_WIS_TOLERANCE,

@@ -41,6 +41,8 @@ EXIT_LOCKED = LockBusyError.exit_code
 
 #: Cycle outcomes: every series fine, some failed, all failed, stopped by a signal.
 CYCLE_OUTCOMES: tuple[str, ...] = ("success", "partial", "failure", "stopped")
+#: Refresh outcomes: every series fine, some failed, all failed.
+REFRESH_OUTCOMES: tuple[str, ...] = ("success", "partial", "failure")
 #: The kinds of history records.
 CYCLE, REFRESH = "cycle", "refresh"
 #: Series outcomes of a refresh that are fine (new issues written, or nothing new).
@@ -97,15 +99,18 @@ class CycleRecord:
 @dataclass
 class RefreshRecord:
     """One scheduled refresh (one history line of kind ``refresh``): per series, the compact
-    summary of :meth:`pipeline.refresh.stage.SeriesRefresh.summary`."""
+    summary of :meth:`pipeline.refresh.stage.SeriesRefresh.summary`; ``versions`` counts the
+    served versions of every series by their outcome (each of
+    :data:`pipeline.refresh.stage.VERSION_STATUSES`, zeros included)."""
 
     run_id: str
     started_at: str
     kind: str = REFRESH
     ended_at: str = ""
-    status: str = "running"  # success | partial | failure once it ended
+    status: str = "running"  # one of REFRESH_OUTCOMES once it ended
     duration_seconds: float = 0.0
     issued: int = 0
+    versions: dict[str, int] = field(default_factory=dict)
     series: list[dict[str, Any]] = field(default_factory=list)
     reloaded_api: bool | None = None
 

@@ -11,13 +11,11 @@ from typing import Any
 import requests
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from pipeline.config import Settings
+from pipeline.config import ADMIN_KEY_HEADER, Settings
 from pipeline.scheduling.history import REFRESH, REFRESH_OK, CycleRecord, RefreshRecord
 
 logger = logging.getLogger(__name__)
 
-#: The header carrying ADMIN_API_KEY on the API's admin routes.
-ADMIN_HEADER = "X-Admin-Key"
 #: Series outcomes that the alert webhook hears about.
 ALERT_STATUSES = frozenset({"failed", "rejected"})
 #: How often the webhook is tried before giving up.
@@ -35,7 +33,7 @@ def notify_api(settings: Settings) -> bool | None:
     try:
         resp = requests.post(
             url,
-            headers={ADMIN_HEADER: settings.admin_api_key.get_secret_value()},
+            headers={ADMIN_KEY_HEADER: settings.admin_api_key.get_secret_value()},
             timeout=(settings.http_connect_timeout, settings.http_read_timeout),
         )
     except requests.RequestException as exc:

@@ -64,7 +64,12 @@ def run_refresh(
     Raises :class:`~pipeline.scheduling.history.LockBusyError` (having done nothing) when a
     cycle or another refresh holds the lock.
     """
-    from pipeline.refresh.stage import default_ingest, default_process, refresh_many
+    from pipeline.refresh.stage import (
+        VERSION_STATUSES,
+        default_ingest,
+        default_process,
+        refresh_many,
+    )
 
     stop = stop or threading.Event()
     timeout = settings.stage_timeout_seconds
@@ -81,6 +86,8 @@ def run_refresh(
             clock=clock,
         )
         record.series = [o.summary() for o in outcomes]
+        statuses = [v.status for o in outcomes for v in o.versions]
+        record.versions = {status: statuses.count(status) for status in VERSION_STATUSES}
         record.conclude()
         if record.issued:
             record.reloaded_api = notify_api(settings)

@@ -38,7 +38,7 @@ def test_end_to_end_on_the_offline_sample(capsys: pytest.CaptureFixture[str]) ->
     d_title = next(line for line in lines if line.startswith("bitcoin-usd-1d"))
     assert d_title.split()[1:3] == ["40", "points"]
     block = lines[lines.index(d_title) + 1 :]
-    assert block[0].split()[:5] == ["model", "MASE", "/naive", "cov80", "cov95"]
+    assert block[0].split()[:7] == ["model", "MASE", "/naive", "WIS", "/naive", "cov80", "cov95"]
     rows = [line.split() for line in block[1:3]]
     starred = [tokens[1] for tokens in rows if tokens[0] == "*"]
     names = {tokens[1] if tokens[0] == "*" else tokens[0] for tokens in rows}
