@@ -55,7 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--models", help="comma-separated candidates (default: all)")
     parser.add_argument(
-        "--no-catchup", action="store_true", help="do not run a missed cycle at start-up"
+        "--no-catchup",
+        action="store_true",
+        help="do not run a missed cycle or the first refresh at start-up",
     )
     return parser
 

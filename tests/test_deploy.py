@@ -18,7 +18,6 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -45,9 +44,13 @@ REQUIRED_ALERTS = {
     "CryptoRetrainFailed",
     "CryptoRetrainOverdue",
     "CryptoDataStale",
+    "CryptoForecastStale",
+    "CryptoRefreshFailed",
+    "CryptoRefreshOverdue",
 }
 # Metric names in PromQL: ours all start with one of these prefixes (label names never do).
-METRIC_RE = re.compile(r"\b(?:http|model|predictions|retrain)_[a-z0-9_]+\b")
+METRIC_PREFIXES = ("http", "model", "predictions", "forecast", "retrain", "refresh")
+METRIC_RE = re.compile(rf"\b(?:{'|'.join(METRIC_PREFIXES)})_[a-z0-9_]+\b")
 
 
 def run(cmd: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
@@ -352,29 +355,33 @@ def exported_names(text: str) -> set[str]:
 
 
 @pytest.fixture
-def code_metric_names(tmp_path: Path) -> set[str]:
+def code_metric_names() -> set[str]:
     """Every metric name the API and the scheduler export, read from their own code."""
+    return exported_names(api_metrics_text()) | exported_names(scheduler_metrics_text())
+
+
+def api_metrics_text() -> str:
+    """The API's metrics as its runtime exports them, serving real models (bitcoin 1d and 1h,
+    naive and drift) three hours after their forecasts' origin."""
     from prometheus_client import generate_latest
 
-    from pipeline.api.middleware import ApiMetrics, ModelCollector
+    from pipeline.api.deps import ApiRuntime
+    from tests.helpers.serving import ORIGIN, build_models
 
-    api = ApiMetrics()
-    served = SimpleNamespace(
-        series=SimpleNamespace(name="bitcoin-usd-1d"),
-        model="arima",
-        version="v1",
-        age_seconds=60.0,
-    )
-    api.registry.register(ModelCollector(lambda: [served]))
-    names = exported_names(generate_latest(api.registry).decode())
-
-    names |= exported_names(scheduler_metrics_text())
-    return names
+    settings = get_settings()
+    build_models(Path(settings.models_dir))
+    runtime = ApiRuntime()
+    runtime.configure(settings)
+    assert runtime.holder is not None
+    assert len(runtime.holder.load_initial().models) == 4
+    runtime.clock = lambda: ORIGIN + timedelta(hours=3)
+    return generate_latest(runtime.metrics.registry).decode()
 
 
 def scheduler_metrics_text() -> str:
-    """The scheduler's metrics after one successful cycle, with fresh raw data for every series."""
-    from pipeline.scheduling.history import CycleRecord, append_history
+    """The scheduler's metrics after one successful cycle and one successful refresh, with fresh
+    raw data for every series."""
+    from pipeline.scheduling.history import CycleRecord, RefreshRecord, append_history
     from pipeline.scheduling.metrics import metrics_text
 
     settings = get_settings()
@@ -387,6 +394,19 @@ def scheduler_metrics_text() -> str:
             ended_at=now.isoformat(),
             status="success",
             duration_seconds=60.0,
+        ),
+    )
+    append_history(
+        settings,
+        RefreshRecord(
+            run_id="f1",
+            started_at=now.isoformat(),
+            ended_at=now.isoformat(),
+            status="success",
+            duration_seconds=1.0,
+            issued=4,
+            versions={"issued": 4, "current": 0, "not_updated": 0, "refused": 0, "failed": 0},
+            series=[{"series": s.name, "status": "refreshed"} for s in settings.series()],
         ),
     )
     raw = Path(settings.data_dir) / "raw"
@@ -418,25 +438,44 @@ def test_alerts_and_dashboard_query_only_metrics_the_code_exports(
         assert not missing, f"{where} queries metrics nobody exports: {sorted(missing)}"
 
 
-def test_alert_unit_tests_feed_the_series_the_scheduler_exports() -> None:
-    """promtool's unit tests use the scheduler's own metric names, label names and values."""
-    from pipeline.scheduling.history import CYCLE_OUTCOMES
+def test_alert_unit_tests_feed_the_series_the_code_exports() -> None:
+    """promtool's unit tests use the scheduler's and the API's forecast-age metric names, label
+    names and values."""
+    from pipeline.scheduling.history import CYCLE_OUTCOMES, REFRESH_OUTCOMES
 
     series_re = re.compile(r"^(?P<name>[a-z_]+)\{(?P<labels>.*)\}$")
+    prefixes = ("retrain_", "refresh_", "forecast_")
     labels_of = {
         sample.name: set(sample.labels)
-        for family in text_string_to_metric_families(scheduler_metrics_text())
+        for text in (scheduler_metrics_text(), api_metrics_text())
+        for family in text_string_to_metric_families(text)
         for sample in family.samples
+        if sample.name.startswith(prefixes)
     }
-    assert len(labels_of) == 5
+    assert set(labels_of) == {
+        "retrain_runs_total",
+        "retrain_promotions_total",
+        "retrain_last_success_timestamp_seconds",
+        "retrain_last_run_duration_seconds",
+        "retrain_data_age_seconds",
+        "refresh_runs_total",
+        "refresh_last_run_timestamp_seconds",
+        "refresh_last_run_duration_seconds",
+        "refresh_last_success_timestamp_seconds",
+        "refresh_versions",
+        "refresh_interval_seconds",
+        "forecast_issue_age_seconds",
+        "forecast_issue_age_periods",
+    }
     exported_series = {s.name for s in get_settings().series()}
+    outcomes = {"retrain": set(CYCLE_OUTCOMES), "refresh": set(REFRESH_OUTCOMES)}
     fed = [
         item["series"]
         for case in load_yaml(DEPLOY / "alerts_test.yml")["tests"]
         for item in case.get("input_series", [])
-        if item["series"].startswith("retrain_")
+        if item["series"].startswith(prefixes)
     ]
-    assert fed
+    assert {text.split("{")[0].split("_")[0] for text in fed} == {"retrain", "refresh", "forecast"}
     for text in fed:
         match = series_re.match(text)
         assert match, text
@@ -445,9 +484,11 @@ def test_alert_unit_tests_feed_the_series_the_scheduler_exports() -> None:
         assert name in labels_of, text
         assert set(labels) - {"job", "instance"} == labels_of[name], text
         if "outcome" in labels:
-            assert labels["outcome"] in CYCLE_OUTCOMES, text
+            assert labels["outcome"] in outcomes[name.split("_")[0]], text
         if "series" in labels:
             assert labels["series"] in exported_series, text
+        if "champion" in labels:
+            assert labels["champion"] in {"true", "false"}, text
 
 
 # -- Grafana -----------------------------------------------------------------------------------
@@ -476,6 +517,10 @@ def test_dashboard_shows_what_the_issue_asks_for() -> None:
         "model_age_seconds",
         "sum by (outcome) (increase(retrain_runs_total",  # retrain outcomes
         "retrain_data_age_seconds",
+        "forecast_issue_age_periods",  # how old the served forecasts are
+        "sum by (outcome) (increase(refresh_runs_total",  # refresh outcomes
+        "refresh_last_success_timestamp_seconds",
+        "refresh_versions",
     ):
         assert needle in exprs, needle
     ids = [p["id"] for p in dashboard["panels"]]

@@ -34,6 +34,27 @@ def test_dry_run_prints_the_plan(capsys: pytest.CaptureFixture[str]) -> None:
     assert plan["next_run"].endswith("03:30:00+00:00")
     assert plan["catchup_now"] is True
     assert plan["series"] == ["bitcoin-usd-1d", "bitcoin-usd-1h"]
+    refresh = plan["refresh"]
+    assert (refresh["enabled"], refresh["catchup_now"]) == (True, True)
+    assert {name: s["schedule"] for name, s in refresh["series"].items()} == {
+        "bitcoin-usd-1d": "every 1440 minutes",
+        "bitcoin-usd-1h": "every 60 minutes",
+    }
+    assert refresh["series"]["bitcoin-usd-1d"]["next_run"].endswith("T00:02:00+00:00")
+    assert refresh["series"]["bitcoin-usd-1h"]["next_run"].endswith(":02:00+00:00")
+
+
+def test_dry_run_shows_the_refresh_settings(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REFRESH_MINUTES_1H", "0")
+    assert retrain_scheduler.main(["--dry-run", "--no-catchup"]) == 0
+    refresh = json.loads(capsys.readouterr().out)["refresh"]
+    assert refresh["catchup_now"] is False
+    assert refresh["series"]["bitcoin-usd-1h"] == {"schedule": "off", "next_run": None}
+    monkeypatch.setenv("REFRESH_ENABLED", "false")
+    assert retrain_scheduler.main(["--dry-run"]) == 0
+    assert json.loads(capsys.readouterr().out)["refresh"] == {"enabled": False}
 
 
 def test_dry_run_with_every(capsys: pytest.CaptureFixture[str]) -> None:

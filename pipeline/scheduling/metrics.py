@@ -4,8 +4,8 @@ The values are read afresh from ``models/runs.jsonl`` and the raw ``.meta.json``
 they are collected, so they survive restarts and two processes (a long-running scheduler and a
 ``--once`` run from cron) agree. They reach Prometheus two ways, both through
 ``prometheus_client``: a textfile (``models/scheduler.prom``, for node_exporter's textfile
-collector, written atomically after every cycle) and, in the long-running mode, an HTTP endpoint
-(``SCHEDULER_METRICS_PORT``).
+collector, written atomically after every cycle and refresh) and, in the long-running mode, an
+HTTP endpoint (``SCHEDULER_METRICS_PORT``).
 
 =========================================== ======= ==========================================
 ``retrain_runs_total{outcome}``             counter cycles by outcome (success, partial,
@@ -14,7 +14,22 @@ collector, written atomically after every cycle) and, in the long-running mode, 
 ``retrain_last_success_timestamp_seconds``  gauge   end of the last (partly) successful cycle
 ``retrain_last_run_duration_seconds``       gauge   duration of the last cycle
 ``retrain_data_age_seconds{series}``        gauge   age of the newest raw price per series
+``refresh_runs_total{outcome}``             counter refreshes by outcome (success, partial,
+                                                    failure)
+``refresh_last_run_timestamp_seconds``      gauge   end of the last refresh
+``refresh_last_run_duration_seconds``       gauge   duration of the last refresh
+``refresh_last_success_timestamp_seconds``  gauge   per ``series``: end of the last refresh in
+                                                    which it was refreshed (or had nothing new)
+``refresh_versions{status}``                gauge   served versions by outcome in the last
+                                                    refresh (issued, current, not_updated,
+                                                    refused, failed)
+``refresh_interval_seconds{series}``        gauge   the refresh cadence of each series the
+                                                    scheduler refreshes (``REFRESH_ENABLED``
+                                                    and ``REFRESH_MINUTES_<freq>`` above 0)
 =========================================== ======= ==========================================
+
+The ``refresh_last_*`` and ``refresh_versions`` families appear once a refresh is recorded,
+``retrain_last_*`` once a cycle is.
 """
 
 from __future__ import annotations
@@ -23,6 +38,7 @@ import logging
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, generate_latest, start_http_server
@@ -32,7 +48,14 @@ from prometheus_client.registry import Collector
 
 from pipeline.config import Settings
 from pipeline.ingest import raw_path, read_meta
-from pipeline.scheduling.history import CYCLE_OUTCOMES, last_success, read_history
+from pipeline.scheduling.history import (
+    CYCLE_OUTCOMES,
+    REFRESH,
+    REFRESH_OK,
+    REFRESH_OUTCOMES,
+    last_success,
+    read_history,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -56,16 +79,9 @@ class SchedulerCollector(Collector):
         settings = self.settings
         history = read_history(settings)
 
-        runs = CounterMetricFamily(
-            "retrain_runs", "Retraining cycles by outcome.", labels=["outcome"]
+        yield _outcome_counter(
+            "retrain_runs", "Retraining cycles by outcome.", CYCLE_OUTCOMES, history
         )
-        outcomes = dict.fromkeys(CYCLE_OUTCOMES, 0)
-        for rec in history:
-            status = rec.get("status", "failure")
-            outcomes[status] = outcomes.get(status, 0) + 1
-        for outcome, count in sorted(outcomes.items()):
-            runs.add_metric([outcome], count)
-        yield runs
 
         promotions = CounterMetricFamily(
             "retrain_promotions", "Champion promotions by series.", labels=["series"]
@@ -92,16 +108,109 @@ class SchedulerCollector(Collector):
                 "Duration of the last cycle.",
                 value=float(history[-1].get("duration_seconds", 0)),
             )
-        ages = data_ages(settings, self.clock())
-        if ages:
-            age = GaugeMetricFamily(
-                "retrain_data_age_seconds",
-                "Age of the newest raw data point by series.",
-                labels=["series"],
+        yield from _gauge_by(
+            "retrain_data_age_seconds",
+            "Age of the newest raw data point by series.",
+            "series",
+            {
+                name: round(seconds)
+                for name, seconds in sorted(data_ages(settings, self.clock()).items())
+            },
+        )
+        yield from refresh_families(settings, read_history(settings, kind=REFRESH))
+
+
+def _outcome_counter(name: str, doc: str, outcomes: tuple[str, ...], history: list[Any]) -> Metric:
+    """A counter of ``history`` records by their ``status`` (every outcome, zeros included)."""
+    counts = dict.fromkeys(outcomes, 0)
+    for rec in history:
+        status = rec.get("status", "failure")
+        counts[status] = counts.get(status, 0) + 1
+    family = CounterMetricFamily(name, doc, labels=["outcome"])
+    for outcome, count in sorted(counts.items()):
+        family.add_metric([outcome], count)
+    return family
+
+
+def _ended(record: dict[str, Any]) -> datetime | None:
+    """When a history record ended (``None`` when unrecorded or unreadable)."""
+    try:
+        ended = datetime.fromisoformat(str(record["ended_at"]))
+    except (KeyError, ValueError):
+        return None
+    return ended if ended.tzinfo is not None else ended.replace(tzinfo=UTC)
+
+
+def refresh_families(settings: Settings, history: list[dict[str, Any]]) -> Iterator[Metric]:
+    """The ``refresh_*`` families from the refresh records of the run history (oldest first)."""
+    yield _outcome_counter(
+        "refresh_runs", "Forecast refreshes by outcome.", REFRESH_OUTCOMES, history
+    )
+    if history:
+        last = history[-1]
+        ended = _ended(last)
+        if ended is not None:
+            yield GaugeMetricFamily(
+                "refresh_last_run_timestamp_seconds",
+                "End of the last forecast refresh.",
+                value=ended.timestamp(),
             )
-            for name, seconds in sorted(ages.items()):
-                age.add_metric([name], round(seconds))
-            yield age
+        yield GaugeMetricFamily(
+            "refresh_last_run_duration_seconds",
+            "Duration of the last forecast refresh.",
+            value=float(last.get("duration_seconds", 0)),
+        )
+        yield from _gauge_by(
+            "refresh_last_success_timestamp_seconds",
+            "End of the last refresh in which the series was refreshed or had nothing new.",
+            "series",
+            refresh_successes(settings, history),
+        )
+        yield from _gauge_by(
+            "refresh_versions",
+            "Served versions by outcome in the last forecast refresh.",
+            "status",
+            {status: int(n) for status, n in (last.get("versions") or {}).items()},
+        )
+    yield from _gauge_by(
+        "refresh_interval_seconds",
+        "Seconds between scheduled forecast refreshes of the series.",
+        "series",
+        refresh_intervals(settings),
+    )
+
+
+def _gauge_by(name: str, doc: str, label: str, values: dict[str, float]) -> Iterator[Metric]:
+    """A gauge with one sample per item of ``values``, labelled ``label``; none when empty."""
+    if values:
+        family = GaugeMetricFamily(name, doc, labels=[label])
+        for key, value in values.items():
+            family.add_metric([key], value)
+        yield family
+
+
+def refresh_successes(settings: Settings, history: list[dict[str, Any]]) -> dict[str, float]:
+    """When (Unix seconds) each configured series was last refreshed fine (``refreshed`` or
+    ``current``) according to the refresh records ``history``; a series never refreshed fine is
+    left out."""
+    succeeded: dict[str, float] = {}
+    for rec in history:
+        ended = _ended(rec)
+        if ended is None:
+            continue
+        for outcome in rec.get("series", []):
+            if outcome.get("status") in REFRESH_OK:
+                succeeded[str(outcome.get("series"))] = ended.timestamp()
+    return {s.name: succeeded[s.name] for s in settings.series() if s.name in succeeded}
+
+
+def refresh_intervals(settings: Settings) -> dict[str, float]:
+    """Seconds between the scheduled refreshes of each series the scheduler refreshes (none when
+    ``REFRESH_ENABLED`` is off; a frequency whose ``REFRESH_MINUTES_<freq>`` is 0 is left out)."""
+    if not settings.refresh_enabled:
+        return {}
+    intervals = {s.name: settings.refresh_interval(s.freq) for s in settings.series()}
+    return {name: every.total_seconds() for name, every in intervals.items() if every is not None}
 
 
 def data_ages(settings: Settings, now: datetime) -> dict[str, float]:

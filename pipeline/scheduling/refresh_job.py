@@ -5,8 +5,9 @@ daily for 1d by default), ``REFRESH_OFFSET_SECONDS`` after the period closes (sl
 from 00:00 UTC, so an hourly refresh runs at HH:02 with the default offset). A refresh takes
 the cycle lock, so it never runs at the same time as a retraining cycle: when another process
 holds the lock the refresh is skipped (logged once) and tried again on the next look at the
-schedule. Every refresh is recorded in the run history (kind ``refresh``), a failed one is
-alerted like a failed cycle, and the API is asked to reload when a new issue was written.
+schedule. Every refresh is recorded in the run history (kind ``refresh``) and in the metrics
+textfile (:mod:`pipeline.scheduling.metrics`), a failed one is alerted like a failed cycle, and
+the API is asked to reload when a new issue was written.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from pipeline.scheduling.history import (
     append_history,
     cycle_lock,
 )
+from pipeline.scheduling.metrics import write_metrics_file
 from pipeline.scheduling.notify import alert_refresh, notify_api
 from pipeline.series import SeriesId
 
@@ -37,6 +39,8 @@ Clock = Callable[[], datetime]
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 #: How long a refresh that found the lock held waits before trying again.
 BUSY_RETRY = timedelta(seconds=30)
+#: What a refresh does, in order (shown by ``--dry-run``).
+REFRESH_STEPS = ("ingest", "process", "update", "issue", "reload API")
 
 
 def _utc_now() -> datetime:
@@ -47,6 +51,33 @@ def last_slot(now: datetime, every: timedelta, offset: timedelta) -> datetime:
     """The latest refresh time at or before ``now``: ``00:00 UTC + offset + k * every``."""
     k = (now.astimezone(UTC) - _EPOCH - offset) // every
     return _EPOCH + offset + k * every
+
+
+def refresh_plan(settings: Settings, now: datetime, *, catchup: bool) -> dict[str, Any]:
+    """What the refresh job would do (``--dry-run``): per series its schedule (``every N
+    minutes`` or ``off``) and its next slot after ``now``; ``catchup_now`` when every series is
+    refreshed at start-up too."""
+    if not settings.refresh_enabled:
+        return {"enabled": False}
+    offset = timedelta(seconds=settings.refresh_offset_seconds)
+    series: dict[str, dict[str, str | None]] = {}
+    for s in settings.series():
+        every = settings.refresh_interval(s.freq)
+        series[s.name] = (
+            {"schedule": "off", "next_run": None}
+            if every is None
+            else {
+                "schedule": f"every {every // timedelta(minutes=1)} minutes",
+                "next_run": (last_slot(now, every, offset) + every).isoformat(),
+            }
+        )
+    return {
+        "enabled": True,
+        "catchup_now": catchup and any(v["next_run"] for v in series.values()),
+        "offset_seconds": settings.refresh_offset_seconds,
+        "steps": list(REFRESH_STEPS),
+        "series": series,
+    }
 
 
 def run_refresh(
@@ -94,6 +125,7 @@ def run_refresh(
         record.ended_at = clock().isoformat()
         record.duration_seconds = round(time.monotonic() - started, 3)
         append_history(settings, record)
+        write_metrics_file(settings)
         alert_refresh(settings, record)
     log = logger.info if record.status == "success" else logger.error
     log("refresh %s: %s, %d new issue(s) in %.1f s", record.run_id, record.status, record.issued,

@@ -36,7 +36,7 @@ from pipeline.scheduling.history import (
     read_history,
 )
 from pipeline.scheduling.metrics import serve_metrics, write_metrics_file
-from pipeline.scheduling.refresh_job import RefreshJob, run_refresh
+from pipeline.scheduling.refresh_job import RefreshJob, refresh_plan, run_refresh
 
 logger = logging.getLogger(__name__)
 
@@ -191,6 +191,7 @@ def plan(settings: Settings, options: Options, now: datetime) -> dict[str, Any]:
         "next_run": options.schedule.next_run(now, settings.retrain_at).isoformat(),
         "catchup_now": catchup_now(settings, options, now),
         "stages": list(CYCLE_STEPS),
+        "refresh": refresh_plan(settings, now, catchup=options.catchup),
         "models_dir": str(settings.models_dir),
         "api_url": settings.api_url,
     }

@@ -18,7 +18,6 @@ from pipeline.scheduling import cycle
 from pipeline.scheduling.cycle import Stages, run_cycle
 from pipeline.scheduling.history import LockBusyError, cycle_lock, read_history
 from pipeline.scheduling.metrics import METRICS_FILE
-from pipeline.scheduling.notify import ADMIN_HEADER
 from pipeline.series import SeriesId
 from tests.helpers.scheduling import (
     BTC,
@@ -346,7 +345,7 @@ def test_promotion_asks_the_api_to_reload(recorder: Any) -> None:
     assert read_history(wired)[-1]["reloaded_api"] is True
     path, headers, _ = handler.received[0]
     assert path == "/model/reload"
-    assert headers[ADMIN_HEADER] == "s3cret"
+    assert headers["X-Admin-Key"] == "s3cret"
 
 
 def test_no_promotion_means_no_reload(settings: Settings, recorder: Any) -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from pipeline.config import Settings, load_settings
 from pipeline.scheduling.history import CycleRecord, SeriesOutcome
-from pipeline.scheduling.notify import ADMIN_HEADER, ALERT_ATTEMPTS, alert_if_needed, notify_api
+from pipeline.scheduling.notify import ALERT_ATTEMPTS, alert_if_needed, notify_api
 from tests.helpers.processes import free_port
 
 
@@ -73,7 +73,7 @@ def test_reload_sends_the_admin_key(recorder: Any) -> None:
     assert notify_api(load_settings(api_url=url + "/", admin_api_key="s3cret")) is True
     ((path, headers, _),) = handler.received
     assert path == "/model/reload"
-    assert headers[ADMIN_HEADER] == "s3cret"
+    assert headers["X-Admin-Key"] == "s3cret"
 
 
 def test_reload_refused_is_false(recorder: Any, caplog: pytest.LogCaptureFixture) -> None:

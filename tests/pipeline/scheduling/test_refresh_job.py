@@ -20,7 +20,14 @@ from pipeline.config import Settings, load_settings
 from pipeline.refresh.stage import default_ingest, default_process
 from pipeline.scheduling.cycle import Stages
 from pipeline.scheduling.history import cycle_lock, last_success, read_history
-from pipeline.scheduling.refresh_job import BUSY_RETRY, RefreshJob, last_slot, run_refresh
+from pipeline.scheduling.metrics import METRICS_FILE
+from pipeline.scheduling.refresh_job import (
+    BUSY_RETRY,
+    RefreshJob,
+    last_slot,
+    refresh_plan,
+    run_refresh,
+)
 from pipeline.scheduling.service import Options, run, serve
 from pipeline.series import SeriesId
 from tests.helpers.refresh import HOURLY, HourlyFeed, feed_settings, hourly_feed, train_on_feed
@@ -110,6 +117,13 @@ def test_a_refresh_is_recorded_in_the_history_and_the_api_reloads(
          "versions": []},
     ]  # fmt: skip
     assert (line["started_at"], line["status"]) == (NOW.isoformat(), "success")
+    assert line["versions"] == {
+        "issued": 2, "current": 0, "not_updated": 0, "refused": 0, "failed": 0,
+    }  # fmt: skip
+    # the metrics textfile is rewritten after the refresh
+    prom = (Path(hourly.models_dir) / METRICS_FILE).read_text("utf-8")
+    assert 'refresh_runs_total{outcome="success"} 1.0' in prom
+    assert 'refresh_versions{status="issued"} 2.0' in prom
     assert read_history(hourly) == [] and last_success(hourly) is None  # not a cycle
     # nothing new: recorded, no reload
     assert run_refresh(wired, clock=lambda: NOW).reloaded_api is None
@@ -142,8 +156,35 @@ def test_a_failed_refresh_is_recorded_and_alerted(
     }
     (line,) = read_history(hourly, kind="refresh")
     assert (line["status"], line["series"][0]["stage"]) == ("failure", "ingest")
+    assert set(line["versions"].values()) == {0}  # no version was touched
+    prom = (Path(hourly.models_dir) / METRICS_FILE).read_text("utf-8")
+    assert 'refresh_runs_total{outcome="failure"} 1.0' in prom
     store = ArtifactStore(hourly.models_dir)
     assert store.latest_issue(HOURLY, "naive", trained["naive"].version) is None
+
+
+def test_the_plan_shows_each_series_cadence_and_next_slot() -> None:
+    settings = load_settings(frequencies=["1h", "4h", "1d"], refresh_minutes_4h=0)
+    assert refresh_plan(settings, NOW, catchup=False) == {
+        "enabled": True,
+        "catchup_now": False,
+        "offset_seconds": 120.0,
+        "steps": ["ingest", "process", "update", "issue", "reload API"],
+        "series": {
+            "bitcoin-usd-1h": {"schedule": "every 60 minutes",
+                               "next_run": "2026-11-21T13:02:00+00:00"},
+            "bitcoin-usd-4h": {"schedule": "off", "next_run": None},
+            "bitcoin-usd-1d": {"schedule": "every 1440 minutes",
+                               "next_run": "2026-11-22T00:02:00+00:00"},
+        },
+    }  # fmt: skip
+    assert refresh_plan(settings, NOW - timedelta(seconds=1), catchup=True)["series"][
+        "bitcoin-usd-1h"
+    ] == {"schedule": "every 60 minutes", "next_run": NOW.isoformat()}
+    every_off = settings.model_copy(update={"refresh_minutes_1h": 0, "refresh_minutes_1d": 0})
+    assert refresh_plan(every_off, NOW, catchup=True)["catchup_now"] is False  # nothing to do
+    disabled = settings.model_copy(update={"refresh_enabled": False})
+    assert refresh_plan(disabled, NOW, catchup=True) == {"enabled": False}
 
 
 def test_a_held_lock_skips_the_refresh_once_logged_and_retries_later(

@@ -109,6 +109,18 @@ def test_plan(settings: Settings) -> None:
         "next_run": "2026-11-21T18:00:00+00:00",
         "catchup_now": True,
         "stages": ["ingest", "process", "train", "gate", "promote", "reload API"],
+        "refresh": {
+            "enabled": True,
+            "catchup_now": True,
+            "offset_seconds": 120.0,
+            "steps": ["ingest", "process", "update", "issue", "reload API"],
+            "series": {
+                "bitcoin-usd-1d": {
+                    "schedule": "every 1440 minutes",
+                    "next_run": "2026-11-22T00:02:00+00:00",
+                }
+            },
+        },
         "models_dir": str(settings.models_dir),
         "api_url": None,
     }
