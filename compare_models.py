@@ -18,8 +18,8 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
 
+from pipeline.cli import UsageParser
 from pipeline.config import get_settings
 from pipeline.errors import (
     DataValidationError,
@@ -39,13 +39,8 @@ logger = logging.getLogger("compare_models")
 USAGE_ERRORS = (UsageError, DataValidationError, ProcessingError, IngestError)
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{self.prog}: {message}")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = UsageParser(
         prog="compare_models.py",
         description="Rolling-origin backtests of the forecasters, champion selection, reports "
         "and the model-quality gate.",

@@ -9,11 +9,20 @@ from __future__ import annotations
 import argparse
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import NoReturn
 
 import pandas as pd
 
 from pipeline.config import Settings, load_settings
 from pipeline.errors import UsageError
+
+
+class UsageParser(argparse.ArgumentParser):
+    """An argument parser whose errors raise :class:`~pipeline.errors.UsageError` (exit 2 with
+    the CLI's own error line) instead of printing usage and exiting."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message}")
 
 
 def settings_from_args(

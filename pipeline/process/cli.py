@@ -7,9 +7,8 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
 
-from pipeline.cli import settings_from_args, split_list
+from pipeline.cli import UsageParser, settings_from_args, split_list
 from pipeline.errors import PipelineError, UsageError
 from pipeline.logs import configure_logging
 from pipeline.process.stage import process_series
@@ -19,13 +18,8 @@ from pipeline.series import SeriesId, freq_choices
 logger = logging.getLogger("pipeline.process.stage")
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{self.prog}: {message}")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = UsageParser(
         prog="python -m pipeline.process",
         description="Rebuild data/processed/<coin>-<vs>-<freq>.csv (+ .meta.json) from raw data.",
     )

@@ -13,9 +13,8 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
 
-from pipeline.cli import settings_from_args
+from pipeline.cli import UsageParser, settings_from_args
 from pipeline.errors import PipelineError, UsageError
 from pipeline.logs import configure_logging
 from pipeline.refresh.stage import SeriesRefresh, default_ingest, refresh_many
@@ -34,13 +33,8 @@ SETTING_FLAGS = {
 }
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{self.prog}: {message}")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = UsageParser(
         prog="python -m pipeline.refresh",
         description="Write a new forecast issue of every served version from the latest price "
         "(incremental ingest, process, update without refitting).",

@@ -30,25 +30,10 @@ from pipeline.scheduling.refresh_job import (
 )
 from pipeline.scheduling.service import Options, run, serve
 from pipeline.series import SeriesId
-from tests.helpers.refresh import HOURLY, HourlyFeed, feed_settings, hourly_feed, train_on_feed
+from tests.helpers.refresh import HOURLY, HourlyFeed, feed_settings
 
 NOW = datetime(2026, 11, 21, 12, 2, tzinfo=UTC)
 DAILY = SeriesId("bitcoin", "usd", "1d")
-
-
-@pytest.fixture
-def feed(tmp_path: Path) -> HourlyFeed:
-    return hourly_feed(tmp_path)
-
-
-@pytest.fixture
-def hourly(feed: HourlyFeed) -> Settings:
-    return feed_settings(feed)
-
-
-@pytest.fixture
-def trained(hourly: Settings) -> dict[str, ArtifactMetadata]:
-    return train_on_feed(hourly)
 
 
 def stages() -> Stages:
