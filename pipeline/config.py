@@ -135,7 +135,9 @@ class Settings(BaseSettings):
         DEFAULT_PROMOTION_TOLERANCE, ge=0, description="allowed relative MASE worsening"
     )
     api_url: str | None = None
-    alert_webhook_url: str | None = None
+    alert_webhook_url: SecretStr | None = Field(
+        None, description="secret: its path or query usually carries a token"
+    )
     scheduler_metrics_port: int = Field(9100, ge=0, le=65535, description="0 disables")
 
     # Refreshing forecasts between trainings
@@ -213,6 +215,16 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
+
+    @field_validator("alert_webhook_url")
+    @classmethod
+    def _valid_webhook(cls, value: SecretStr | None) -> SecretStr | None:
+        # The message never quotes the value: it is a secret.
+        if value is not None and value.get_secret_value():
+            if not value.get_secret_value().startswith(("http://", "https://")):
+                raise ValueError("must start with http:// or https://")
+            return value
+        return None
 
     def horizon(self, freq: str) -> int:
         """Maximum forecast horizon (steps) served for ``freq`` (its ``HORIZON_<freq>`` setting)."""

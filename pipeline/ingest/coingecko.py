@@ -25,6 +25,7 @@ import tenacity
 
 from pipeline.config import Settings
 from pipeline.errors import DataValidationError, IngestError, SourceUnavailableError
+from pipeline.logs import Redactor, secret_values
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +121,8 @@ class CoinGeckoClient:
         self.session = session or requests.Session()
         self.session.headers.setdefault("Accept", "application/json")
         self.session.headers["User-Agent"] = "crypto-forecast-pipeline/0.1"
+        # Error texts (requests' own ones too) go through this: they must not carry the key.
+        self.redact = Redactor(secret_values(settings))
         key = settings.coingecko_api_key
         self.has_key = key is not None and bool(key.get_secret_value())
         if key is not None and self.has_key:
@@ -149,6 +152,7 @@ class CoinGeckoClient:
     def get_json(self, path: str, params: dict[str, Any], coin: str) -> Any:
         """GET ``base_url + path`` with retries; returns the decoded JSON body."""
         url = f"{self.base_url}{path}"
+        shown = self.redact(url)
         s = self.settings
         started = time.monotonic()
         backoff = tenacity.wait_exponential_jitter(
@@ -166,11 +170,11 @@ class CoinGeckoClient:
             sleep = state.next_action.sleep if state.next_action else 0.0
             logger.warning(
                 "CoinGecko request failed (%s); retry %d/%d in %.2fs",
-                exc,
+                self.redact(str(exc)),
                 state.attempt_number,
                 s.http_max_attempts - 1,
                 sleep,
-                extra={"coin": coin, "url": url},
+                extra={"coin": coin, "url": shown},
             )
 
         def attempt() -> requests.Response:
@@ -198,7 +202,7 @@ class CoinGeckoClient:
         try:
             response = retrying(attempt)
         except RetryableHTTPError as exc:
-            raise self._gave_up(exc, url, coin, retrying, started) from exc
+            raise self._gave_up(exc, coin, retrying, started) from exc
         except (requests.ConnectionError, requests.Timeout) as exc:
             attempts = retrying.statistics.get("attempt_number", 1)
             kind = "connection failed"
@@ -207,18 +211,19 @@ class CoinGeckoClient:
             elif _is_dns_failure(exc):
                 kind = "host name not resolved, offline?"
             raise SourceUnavailableError(
-                f"{coin}: CoinGecko unreachable at {self.base_url} ({kind} after {attempts} "
-                f"attempt(s): {type(exc).__name__}); check the network, proxy or "
+                f"{coin}: CoinGecko unreachable at {self.redact(self.base_url)} ({kind} after "
+                f"{attempts} attempt(s): {type(exc).__name__}); check the network, proxy or "
                 "COINGECKO_BASE_URL, or use --source sample / --source csv:PATH"
             ) from exc
         except requests.RequestException as exc:
-            raise IngestError(f"{coin}: request to {url} failed: {exc}") from exc
-        return self._decode(response, url, coin)
+            raise IngestError(
+                f"{coin}: request to {shown} failed: {self.redact(str(exc))}"
+            ) from exc
+        return self._decode(response, shown, coin)
 
     def _gave_up(
         self,
         exc: RetryableHTTPError,
-        url: str,
         coin: str,
         retrying: tenacity.Retrying,
         started: float,
@@ -241,16 +246,17 @@ class CoinGeckoClient:
             return IngestError(f"{coin}: CoinGecko rate limit (HTTP 429): {why}; {fix}")
         return IngestError(
             f"{coin}: CoinGecko server error HTTP {exc.status} after {attempts} attempt(s) in "
-            f"{spent:.1f}s ({exc.detail or 'no body'}); try again later"
+            f"{spent:.1f}s ({self.redact(exc.detail) or 'no body'}); try again later"
         )
 
     def _decode(self, response: requests.Response, url: str, coin: str) -> Any:
+        """The JSON body; ``url`` is shown in errors (already redacted)."""
         text = response.text
         content_type = response.headers.get("Content-Type", "")
         if "html" in content_type.lower() or text.lstrip()[:1] == "<":
             raise IngestError(
                 f"{coin}: got an HTML page (HTTP {response.status_code}) instead of JSON from "
-                f"{url}: {_snippet(text, 80)!r}; a proxy, captive portal or wrong "
+                f"{url}: {self.redact(_snippet(text, 80))!r}; a proxy, captive portal or wrong "
                 "COINGECKO_BASE_URL/--base-url?"
             )
         try:
@@ -267,7 +273,7 @@ class CoinGeckoClient:
     def _client_error(self, status: int, body: Any, url: str, coin: str) -> IngestError:
         code, message = _find_error_code(body)
         detail = f"HTTP {status}" + (f", error_code {code}" if code else "")
-        detail += f": {message}" if message else ""
+        detail += f": {self.redact(message)}" if message else ""
         if code == TIME_RANGE_ERROR_CODE or status == 401:
             return IngestError(
                 f"{coin}: CoinGecko refused the time range ({detail}). Without a paid API key "

@@ -9,9 +9,11 @@ import logging
 from typing import Any
 
 import requests
+from pydantic import SecretStr
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from pipeline.config import ADMIN_KEY_HEADER, Settings
+from pipeline.logs import redact, redact_url, secret_values, url_secrets
 from pipeline.scheduling.history import REFRESH, REFRESH_OK, CycleRecord, RefreshRecord
 
 logger = logging.getLogger(__name__)
@@ -30,6 +32,7 @@ def notify_api(settings: Settings) -> bool | None:
     if not settings.api_url or settings.admin_api_key is None:
         return None
     url = settings.api_url.rstrip("/") + "/model/reload"
+    secrets = secret_values(settings)
     try:
         resp = requests.post(
             url,
@@ -37,10 +40,14 @@ def notify_api(settings: Settings) -> bool | None:
             timeout=(settings.http_connect_timeout, settings.http_read_timeout),
         )
     except requests.RequestException as exc:
-        logger.warning("could not ask the API to reload (%s): %s", url, exc)
+        logger.warning(
+            "could not ask the API to reload (%s): %s", redact(url), redact(str(exc), secrets)
+        )
         return False
     if resp.status_code != 200:
-        logger.warning("API reload answered %s: %s", resp.status_code, resp.text[:200])
+        logger.warning(
+            "API reload answered %s: %s", resp.status_code, redact(resp.text[:200], secrets)
+        )
         return False
     logger.info("API reloaded its models")
     return True
@@ -83,10 +90,16 @@ def alert_refresh(settings: Settings, record: RefreshRecord) -> None:
 
 
 def post_alert(settings: Settings, payload: dict[str, Any]) -> None:
-    """POST ``payload`` to ALERT_WEBHOOK_URL (retried, bounded, never raises)."""
-    url = settings.alert_webhook_url
-    if not url:
+    """POST ``payload`` to ALERT_WEBHOOK_URL (retried, bounded, never raises).
+
+    The URL is a secret (its path or query usually carries a token): it is read only to make
+    the request, and a failure is logged with it and its pieces masked.
+    """
+    secret = settings.alert_webhook_url
+    if not secret:
         return
+    # ``model_copy(update=...)`` skips validation and may hand a plain string.
+    url = secret.get_secret_value() if isinstance(secret, SecretStr) else str(secret)
 
     @retry(
         stop=stop_after_attempt(ALERT_ATTEMPTS),
@@ -103,4 +116,8 @@ def post_alert(settings: Settings, payload: dict[str, Any]) -> None:
     try:
         post()
     except requests.RequestException as exc:
-        logger.error("alert webhook failed after retries: %s", exc)
+        logger.error(
+            "alert webhook failed after retries: %s (%s)",
+            redact(str(exc), [*url_secrets(url), *secret_values(settings)]),
+            redact_url(url),
+        )

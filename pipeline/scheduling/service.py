@@ -27,6 +27,7 @@ import schedule
 
 from pipeline.config import Settings
 from pipeline.errors import PipelineError, UsageError
+from pipeline.logs import redact
 from pipeline.scheduling.cycle import Stages, run_cycle
 from pipeline.scheduling.history import (
     EXIT_LOCKED,
@@ -183,7 +184,7 @@ def print_history(settings: Settings, limit: int, out: TextIO | None = None) -> 
 
 
 def plan(settings: Settings, options: Options, now: datetime) -> dict[str, Any]:
-    """What the scheduler would do (``--dry-run``)."""
+    """What the scheduler would do (``--dry-run``); a password in API_URL is shown masked."""
     return {
         "series": [s.name for s in settings.series()],
         "models": options.models or "all defaults",
@@ -193,7 +194,7 @@ def plan(settings: Settings, options: Options, now: datetime) -> dict[str, Any]:
         "stages": list(CYCLE_STEPS),
         "refresh": refresh_plan(settings, now, catchup=options.catchup),
         "models_dir": str(settings.models_dir),
-        "api_url": settings.api_url,
+        "api_url": redact(settings.api_url) if settings.api_url else None,
     }
 
 

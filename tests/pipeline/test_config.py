@@ -108,3 +108,31 @@ def test_sources_are_one_list() -> None:
         False,
     ]
     assert all(load_settings(source=s).source == s for s in SOURCES[:-1])
+
+
+def test_secret_settings_are_secret_types_and_never_printed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pydantic import SecretStr
+
+    hook = "https://hooks.example.test/services/TOKEN-123"
+    monkeypatch.setenv("ALERT_WEBHOOK_URL", hook)
+    monkeypatch.setenv("API_KEY", "api-key-123")
+    monkeypatch.setenv("ADMIN_API_KEY", "admin-key-123")
+    settings = load_settings()
+    for field in ("alert_webhook_url", "api_key", "admin_api_key", "coingecko_api_key"):
+        assert type(settings).model_fields[field].annotation == SecretStr | None, field
+    assert settings.alert_webhook_url is not None
+    assert settings.alert_webhook_url.get_secret_value() == hook
+    shown = repr(settings) + str(settings) + settings.model_dump_json()
+    assert "TOKEN-123" not in shown and "key-123" not in shown
+    assert load_settings(alert_webhook_url="").alert_webhook_url is None
+
+
+def test_a_bad_webhook_url_is_refused_without_quoting_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ALERT_WEBHOOK_URL", "hooks.example.test/TOKEN-123")
+    with pytest.raises(
+        UsageError, match="ALERT_WEBHOOK_URL: Value error, must start with http"
+    ) as exc:
+        load_settings()
+    assert "TOKEN-123" not in str(exc.value)

@@ -30,6 +30,7 @@ from pipeline.api.ops_schemas import (
 )
 from pipeline.api.schemas import COIN_REGEX, MODEL_REGEX, ErrorResponse, Timeframe
 from pipeline.errors import PipelineError, UsageError
+from pipeline.logs import Redactor, secret_values
 from pipeline.series import SeriesId
 
 logger = logging.getLogger(__name__)
@@ -48,6 +49,15 @@ async def health_live() -> Response:
 
 
 router = APIRouter()
+
+
+def _scrubbed(request: Request, texts: list[str]) -> list[str]:
+    """Error texts shown to clients, without the values of the secret settings."""
+    if not texts:
+        return texts
+    settings = runtime_of(request).settings
+    clean = Redactor(secret_values(settings) if settings is not None else ())
+    return [clean(text) for text in texts]
 
 
 @router.get("/", response_model=RootResponse, tags=["meta"], summary="Service name and links")
@@ -141,7 +151,7 @@ async def reload_models(request: Request) -> Response:
         "message": result.message,
         "models": result.models,
         "changed": result.changed,
-        "failures": result.failures,
+        "failures": _scrubbed(request, result.failures),
         "duration_ms": round(result.duration_ms, 3),
         "pid": os.getpid(),
     }
@@ -169,7 +179,7 @@ async def health(request: Request) -> Response:
             "POST /model/reload"
         )
         if registry is not None and registry.errors:
-            reason += f"; load errors: {'; '.join(registry.errors)}"
+            reason += f"; load errors: {'; '.join(_scrubbed(request, registry.errors))}"
         return dump_response(
             {
                 "status": "unavailable",
@@ -222,7 +232,7 @@ async def health_detailed(request: Request) -> Response:
         else ("unavailable" if registry.empty else "degraded"),
         "count": len(registry.models),
         "champions": registry.champions,
-        "load_errors": registry.errors,
+        "load_errors": _scrubbed(request, registry.errors),
         "oldest_age_seconds": round(max(ages), 1) if ages else None,
         "loaded_at": registry.loaded_at.isoformat(),
     }

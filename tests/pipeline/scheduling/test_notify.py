@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
 from pipeline.config import Settings, load_settings
 from pipeline.scheduling.history import CycleRecord, SeriesOutcome
@@ -22,7 +23,7 @@ def failed_record(*outcomes: SeriesOutcome) -> CycleRecord:
 
 def test_alert_lists_failed_and_rejected_series(settings: Settings, recorder: Any) -> None:
     url, handler = recorder
-    hooked = settings.model_copy(update={"alert_webhook_url": url + "/hook"})
+    hooked = settings.model_copy(update={"alert_webhook_url": SecretStr(url + "/hook")})
     record = failed_record(
         SeriesOutcome("bitcoin-usd-1d", "failed", "ingest: HTTP 503"),
         SeriesOutcome("bitcoin-usd-1h", "promoted", "passed"),
@@ -45,7 +46,7 @@ def test_alert_lists_failed_and_rejected_series(settings: Settings, recorder: An
 def test_no_alert_when_all_went_well_or_no_webhook(settings: Settings, recorder: Any) -> None:
     url, handler = recorder
     fine = failed_record(SeriesOutcome("bitcoin-usd-1d", "promoted", "passed"))
-    alert_if_needed(settings.model_copy(update={"alert_webhook_url": url}), fine)
+    alert_if_needed(settings.model_copy(update={"alert_webhook_url": SecretStr(url)}), fine)
     alert_if_needed(settings, failed_record(SeriesOutcome("bitcoin-usd-1d", "failed", "boom")))
     assert handler.received == []
 
@@ -55,10 +56,31 @@ def test_alert_webhook_failure_is_retried_and_never_raises(
 ) -> None:
     url, handler = recorder
     handler.status = 500
-    hooked = settings.model_copy(update={"alert_webhook_url": url, "http_backoff_initial": 0.0})
+    hook = SecretStr(url + "/hook/TOKEN-500")
+    hooked = settings.model_copy(update={"alert_webhook_url": hook, "http_backoff_initial": 0.0})
     alert_if_needed(hooked, failed_record(SeriesOutcome("bitcoin-usd-1d", "failed", "boom")))
     assert len(handler.received) == ALERT_ATTEMPTS == 3
-    assert "alert webhook failed after retries: 500 Server Error" in caplog.text
+    assert handler.received[0][0] == "/hook/TOKEN-500"  # the real URL was used
+    # requests quotes the URL ("... for url: http://..."): the message keeps only its host.
+    assert (
+        f"alert webhook failed after retries: 500 Server Error: Internal Server Error for url: ****"
+        f" ({url}/****)" in caplog.text
+    )
+    assert "TOKEN-500" not in caplog.text
+
+
+def test_an_unreachable_webhook_is_logged_without_its_token(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    base = f"http://127.0.0.1:{free_port()}"
+    hook = SecretStr(f"{base}/hook/SECRET-TOKEN-123?sig=abc")
+    hooked = settings.model_copy(update={"alert_webhook_url": hook, "http_backoff_initial": 0.0})
+    alert_if_needed(hooked, failed_record(SeriesOutcome("bitcoin-usd-1d", "failed", "boom")))
+    (message,) = [r.getMessage() for r in caplog.records if "alert webhook" in r.getMessage()]
+    assert message.startswith("alert webhook failed after retries: HTTPConnectionPool(")
+    assert message.endswith(f"({base}/****)")
+    assert "Max retries exceeded with url: ****" in message
+    assert "SECRET-TOKEN-123" not in caplog.text and "sig=abc" not in caplog.text
 
 
 def test_reload_is_skipped_without_api_url_or_admin_key(recorder: Any) -> None:
