@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
 from pipeline.artifacts.store import ArtifactStore
 from pipeline.config import Settings, load_settings
@@ -318,7 +319,7 @@ def test_no_selection_backtest_means_no_promotion(settings: Settings) -> None:
 # -- what a cycle tells others -------------------------------------------------------------------
 def test_failed_cycle_posts_an_alert(settings: Settings, recorder: Any) -> None:
     url, handler = recorder
-    hooked = settings.model_copy(update={"alert_webhook_url": url + "/hook"})
+    hooked = settings.model_copy(update={"alert_webhook_url": SecretStr(url + "/hook")})
 
     def broken(series: SeriesId, s: Settings, models: Sequence[str]) -> Any:
         raise RuntimeError("boom")

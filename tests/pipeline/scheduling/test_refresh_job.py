@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
 import retrain_scheduler
 from pipeline.artifacts.store import ArtifactMetadata, ArtifactStore
@@ -122,7 +123,7 @@ def test_a_failed_refresh_is_recorded_and_alerted(
     recorder: tuple[str, Any],
 ) -> None:
     url, handler = recorder
-    hooked = hourly.model_copy(update={"alert_webhook_url": url + "/hook"})
+    hooked = hourly.model_copy(update={"alert_webhook_url": SecretStr(url + "/hook")})
     feed.append(price="")
     record = run_refresh(hooked, clock=lambda: NOW)
     assert (record.status, record.issued, record.reloaded_api) == ("failure", 0, None)
