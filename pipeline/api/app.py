@@ -1,8 +1,10 @@
 """The FastAPI application: ``create_app()`` and the lifespan that loads the models.
 
 ``create_app()`` reads nothing and loads nothing; the lifespan reads the settings, loads the
-registry (:mod:`pipeline.api.registry`) and starts the optional champion-pointer polling. The
-routes live in :mod:`pipeline.api.routes.predict` (the hot prediction endpoints, answered by
+registry (:mod:`pipeline.api.registry`) and starts the optional champion-pointer polling. An app
+whose lifespan never ran (a ``TestClient`` used without ``with``) answers 503 ``not_started``
+saying so (:data:`pipeline.api.deps.NOT_STARTED`). The routes live in
+:mod:`pipeline.api.routes.predict` (the hot prediction endpoints, answered by
 :class:`~pipeline.api.hot.HotRoute`) and :mod:`pipeline.api.routes.ops` (health, status,
 metrics, models, data, reload), what they share in :mod:`pipeline.api.deps` and the error
 answers in :mod:`pipeline.api.errors`. The OpenAPI document is FastAPI's own, generated from the

@@ -31,6 +31,19 @@ from pipeline.series import SeriesId
 
 logger = logging.getLogger(__name__)
 
+#: The answer when the lifespan never ran. Servers (uvicorn, hypercorn) finish the lifespan's
+#: start-up before they accept a connection, so only an in-process client that skipped it, such
+#: as a ``TestClient`` used without ``with``, or ``--lifespan off``, ever sees this.
+NOT_STARTED = (
+    "the app's lifespan has not run: use `with TestClient(app)` or an ASGI server that runs "
+    "lifespan events"
+)
+
+
+def not_started() -> ApiError:
+    """503 ``not_started``: the settings and models are loaded by the lifespan, which never ran."""
+    return ApiError(503, "not_started", NOT_STARTED)
+
 
 class ApiRuntime:
     """Everything the routes and the middleware share; filled by the lifespan.
@@ -112,12 +125,12 @@ class ApiRuntime:
 
     def _settings(self) -> Settings:
         if self.settings is None:
-            raise ApiError(503, "starting", "the service is starting; retry in a moment")
+            raise not_started()
         return self.settings
 
     def registry_holder(self) -> RegistryHolder:
         if self.holder is None:
-            raise ApiError(503, "starting", "the service is starting; retry in a moment")
+            raise not_started()
         return self.holder
 
     async def reload(self) -> ReloadResult:

@@ -15,7 +15,7 @@ import logging
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -162,9 +162,11 @@ def run_backtest(
 ) -> BacktestResult:
     """Backtest ``models`` on the price series ``y`` under ``protocol``.
 
-    Raises :class:`UsageError` when the protocol leaves no origin with enough data.
+    A timezone-naive index (and naive protocol times) are taken as UTC, as the forecasters take
+    them. Raises :class:`UsageError` when the protocol leaves no origin with enough data.
     """
     check_backend(backend)
+    y, protocol = _as_utc(y, protocol)
     if not models:
         raise UsageError("no models to evaluate")
     names = [model_name(m) for m in models]
@@ -207,6 +209,23 @@ def run_backtest(
     )
     elapsed = time.perf_counter() - t0
     return _collect(series, protocol, models, results, [y.index[p] for p in positions], elapsed)
+
+
+def _utc(when: pd.Timestamp) -> pd.Timestamp:
+    return when.tz_localize("UTC") if when.tzinfo is None else when
+
+
+def _as_utc(y: pd.Series, protocol: BacktestProtocol) -> tuple[pd.Series, BacktestProtocol]:
+    """``y`` and ``protocol`` with naive timestamps localized to UTC (aware ones unchanged).
+
+    The forecasters localize a naive training series, so their forecast timestamps would never
+    match a naive series' actuals; doing it once here keeps every fold comparable.
+    """
+    if isinstance(y.index, pd.DatetimeIndex) and y.index.tz is None:
+        y = y.tz_localize("UTC")
+    if protocol.start.tzinfo is None or protocol.end.tzinfo is None:
+        protocol = replace(protocol, start=_utc(protocol.start), end=_utc(protocol.end))
+    return y, protocol
 
 
 def _collect(

@@ -18,7 +18,7 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from pipeline import __version__
-from pipeline.api.deps import ADMIN_KEY, API_KEY, lookup, runtime_of
+from pipeline.api.deps import ADMIN_KEY, API_KEY, NOT_STARTED, lookup, runtime_of
 from pipeline.api.errors import ERRORS, ApiError, NotServedError, dump_response, json_response
 from pipeline.api.ops_schemas import (
     DataLatestResponse,
@@ -173,7 +173,7 @@ async def health(request: Request) -> Response:
     registry = runtime.holder.registry if runtime.holder else None
     if registry is None or registry.empty:
         reason = (
-            "the service is starting"
+            NOT_STARTED
             if registry is None
             else "no model artifacts are loaded: run the pipeline (make pipeline) and then "
             "POST /model/reload"

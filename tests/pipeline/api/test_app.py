@@ -1,4 +1,4 @@
-"""The app: CORS, champion polling and the OpenAPI document."""
+"""The app: CORS, champion polling, the OpenAPI document and the answer without a lifespan."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from pipeline.api.app import create_app
 from pipeline.artifacts.store import ArtifactStore
 from tests.helpers.serving import (
     BTC_1H,
@@ -61,3 +62,23 @@ def test_openapi_documents_schemas_and_examples(client: TestClient) -> None:
     assert {p["name"] for p in get_predict["parameters"]} >= {"steps", "coin", "timeframe"}
     assert get_predict["security"] == [{"ApiKey": []}]
     assert "X-API-Key" in json.dumps(spec["components"]["securitySchemes"])
+
+
+def test_without_the_lifespan_the_answers_say_so() -> None:
+    client = TestClient(create_app(configure_logs=False))  # no `with`: the lifespan never runs
+    assert client.get("/health/live").status_code == 200
+    for response in (
+        client.post("/api/v1/predict", json={}),
+        client.get("/predict"),
+        client.get("/api/v1/models"),
+    ):
+        assert response.status_code == 503
+        body = response.json()
+        assert body["error"] == "not_started"
+        assert body["message"] == (
+            "the app's lifespan has not run: use `with TestClient(app)` or an ASGI server that "
+            "runs lifespan events"
+        )
+    health = client.get("/health")
+    assert health.status_code == 503
+    assert health.json()["reason"].startswith("the app's lifespan has not run")

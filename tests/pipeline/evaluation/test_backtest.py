@@ -76,6 +76,21 @@ def test_summary_averages_folds_and_counts_them() -> None:
     assert (summary["last"]["complexity"], summary["trend"]["complexity"]) == (0, 2)
 
 
+@pytest.mark.parametrize("naive_protocol", [True, False])
+def test_a_naive_index_is_taken_as_utc(naive_protocol: bool) -> None:
+    y = rising()
+    naive = y.tz_localize(None)
+    protocol = small_protocol(naive if naive_protocol else y)
+    assert (protocol.start.tzinfo is None) is naive_protocol
+    expected = run_backtest(y, [LastValue, Trend], small_protocol(y), n_jobs=1)
+    result = run_backtest(naive, [LastValue, Trend], protocol, n_jobs=1)
+    assert result.failures == {}
+    assert [str(o.tz) for o in result.origins] == ["UTC"] * 4
+    assert result.origins == expected.origins
+    pd.testing.assert_frame_equal(result.folds, expected.folds)
+    assert result.summary()["last"]["mae"] == pytest.approx(3.0)
+
+
 def test_wis_ratio_is_taken_on_the_origins_both_models_forecast() -> None:
     o = list(pd.date_range("2021-01-01", periods=3, freq="10D", tz="UTC"))
     fm = pd.DataFrame(

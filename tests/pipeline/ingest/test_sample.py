@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -15,6 +15,7 @@ from pipeline.ingest.sample import simulate
 from pipeline.series import SeriesId
 
 BTC_1D = SeriesId("bitcoin", "usd", "1d")
+BTC_1H = SeriesId("bitcoin", "usd", "1h")
 END = datetime(2024, 6, 1, 13, 45, tzinfo=UTC)
 
 
@@ -46,6 +47,46 @@ def test_sample_has_heavy_tails_and_volatility_clustering():
     assert excess_kurtosis > 1.0  # a normal walk has ~0
     assert acf1 > 0.05  # an i.i.d. walk has ~0
     assert 0.015 < returns.std() < 0.08  # crypto-like daily volatility
+
+
+def test_every_timeframe_of_a_coin_is_one_market():
+    settings = get_settings()
+    daily = read_raw(ingest_series(BTC_1D, settings, source="sample", days=30, now=END).path)
+    # ingested three hours later the same day, over a shorter history
+    later = END + timedelta(hours=3)
+    hourly = read_raw(ingest_series(BTC_1H, settings, source="sample", days=10, now=later).path)
+    assert hourly["ds"].iloc[-1] == pd.Timestamp("2024-06-01T16:00:00Z")
+    both = daily.merge(hourly, on="ds", suffixes=("_1d", "_1h"))
+    assert len(both) == 10  # the 00:00 UTC of each of the hourly sample's days
+    assert both["price_1d"].tolist() == both["price_1h"].tolist()
+    # a daily row's volume is that of the 24 hours that end at its timestamp
+    hours = hourly.set_index("ds")["volume"]
+    day = pd.Timestamp("2024-05-31", tz="UTC")
+    window = hours[day - timedelta(hours=23) : day]
+    assert len(window) == 24
+    volume = daily.set_index("ds").loc[day, "volume"]
+    assert volume == pytest.approx(window.sum(), rel=1e-6)
+
+
+@pytest.mark.parametrize("freq", ["1d", "1h"])
+def test_a_longer_sample_extends_the_same_path_into_the_past(freq: str):
+    series = SeriesId("ethereum", "usd", freq)
+    short = simulate(series, 50, END, seed=42)
+    long = simulate(series, 400, END, seed=42)
+    pd.testing.assert_frame_equal(long.tail(50).reset_index(drop=True), short)
+    # a later hour of the same UTC day reveals one more point of the same path
+    later = simulate(series, 400, END + timedelta(hours=1), seed=42)
+    common = long.merge(later, on="ds")
+    assert len(common) >= 399 and (common["price_x"] == common["price_y"]).all()
+
+
+def test_a_4h_sample_reads_the_same_hourly_path():
+    four = simulate(SeriesId("bitcoin", "usd", "4h"), 30, END, seed=42)
+    hourly = simulate(BTC_1H, 200, END, seed=42).set_index("ds")
+    assert four["ds"].iloc[-1] == pd.Timestamp("2024-06-01T12:00:00Z")
+    assert four["price"].tolist() == hourly.loc[four["ds"], "price"].tolist()
+    with pytest.raises(ValueError, match="periods must be at least 1"):
+        simulate(BTC_1D, 0, END, seed=1)
 
 
 def test_sample_ingest_is_labelled_simulated(monkeypatch: pytest.MonkeyPatch):
