@@ -18,6 +18,8 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+import pandas as pd
 from pydantic import BaseModel, Field, ValidationError
 
 from pipeline import __version__
@@ -26,8 +28,6 @@ from pipeline.fileio import sha256_file
 from pipeline.series import SeriesId
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from pipeline.forecasters import Forecaster
 
 logger = logging.getLogger(__name__)
@@ -165,3 +165,23 @@ def read_metadata_file(path: Path) -> ArtifactMetadata:
         raise ArtifactError(f"{path}: metadata file is missing") from None
     except (OSError, ValidationError, ValueError) as exc:
         raise ArtifactError(f"{path}: invalid metadata: {exc}") from exc
+
+
+def read_forecast_file(path: Path) -> pd.DataFrame:
+    """Parse a version's ``forecast.csv``: ``ds`` (UTC, strictly increasing) and finite numeric
+    columns (``mean`` and the interval bounds); anything else is an :class:`ArtifactError`."""
+    try:
+        frame = pd.read_csv(path, dtype={"ds": "string"})
+        frame["ds"] = pd.to_datetime(frame["ds"], utc=True, format="ISO8601")
+        values = frame.drop(columns="ds").apply(pd.to_numeric).astype("float64")
+        if "mean" not in values:
+            raise ValueError("no mean column")
+    except (OSError, ValueError, KeyError, TypeError, OverflowError) as exc:
+        raise ArtifactError(f"{path}: unreadable forecast: {exc}") from exc
+    ds = pd.DatetimeIndex(frame["ds"])
+    if frame.empty or ds.hasnans or not (ds.is_monotonic_increasing and ds.is_unique):
+        raise ArtifactError(f"{path}: unreadable forecast: no rows, or ds not strictly increasing")
+    if not np.isfinite(values.to_numpy()).all():
+        raise ArtifactError(f"{path}: unreadable forecast: a value is missing or infinite")
+    frame[values.columns] = values
+    return frame

@@ -49,6 +49,7 @@ from pipeline.artifacts.metadata import (
     code_version,
     describe_version,
     library_versions,
+    read_forecast_file,
     read_metadata_file,
 )
 from pipeline.errors import ArtifactError
@@ -257,11 +258,7 @@ class ArtifactStore:
         """Verify and load a version: metadata and forecast path, and the model if asked."""
         meta = self.verify(series, model, version)
         folder = self.version_dir(series, model, version)
-        try:
-            forecast = pd.read_csv(folder / FORECAST_FILE)
-            forecast["ds"] = pd.to_datetime(forecast["ds"], utc=True)
-        except (OSError, ValueError, KeyError) as exc:
-            raise ArtifactError(f"{folder / FORECAST_FILE}: unreadable forecast: {exc}") from exc
+        forecast = read_forecast_file(folder / FORECAST_FILE)
         forecaster = None
         if with_model:
             try:

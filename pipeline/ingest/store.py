@@ -71,8 +71,15 @@ def read_raw(path: Path) -> pd.DataFrame:
             frame[col] = pd.to_numeric(frame[col]).astype("float64")
     except (ValueError, TypeError) as exc:
         raise DataValidationError(f"raw file {path} is corrupt: {exc}") from exc
+    if frame["ds"].isna().any():
+        raise DataValidationError(f"raw file {path} is corrupt: a row has no timestamp")
     if not frame["ds"].is_monotonic_increasing or frame["ds"].duplicated().any():
         raise DataValidationError(f"raw file {path} is not sorted by unique ds; it was edited?")
+    price = frame["price"]
+    if not (np.isfinite(price) & (price > 0)).all():
+        raise DataValidationError(
+            f"raw file {path} is corrupt: a price is missing, infinite, zero or negative"
+        )
     return frame.reset_index(drop=True)
 
 

@@ -239,22 +239,27 @@ def load_training_series(data_dir: Path, series: SeriesId, *, use_all: bool = Fa
         )
     try:
         meta = json.loads(meta_file.read_text("utf-8"))
-        frame = pd.read_csv(path, usecols=["ds", "price"])
+        if not isinstance(meta, dict):
+            raise ValueError(f"{meta_file.name} holds no JSON object")
+        frame = pd.read_csv(path, usecols=["ds", "price"], dtype={"ds": "string"})
         train_start = pd.Timestamp(meta["train_start"])
-    except (OSError, ValueError, KeyError) as exc:
+        if pd.isna(train_start):
+            raise ValueError("train_start is empty")
+        if train_start.tzinfo is None:
+            train_start = train_start.tz_localize("UTC")
+        index = pd.DatetimeIndex(pd.to_datetime(frame["ds"], utc=True, format="ISO8601"), name="ds")
+        price = pd.to_numeric(frame["price"]).astype("float64")
+    except (OSError, ValueError, KeyError, TypeError, OverflowError) as exc:
         msg = f"{path}: unreadable processed data ({exc}); re-run `python -m pipeline.process`"
         raise ProcessingError(msg) from exc
-    y = pd.Series(
-        frame["price"].to_numpy(dtype=float),
-        index=pd.DatetimeIndex(pd.to_datetime(frame["ds"], utc=True), name="ds"),
-        name="y",
-    )
     expected = meta.get("processed_sha256")
     if expected is not None and sha256_file(path) != expected:
         raise ProcessingError(
             f"{path}: does not match its meta file (checksum differs); re-run "
             "`python -m pipeline.process`"
         )
+    _check_processed(path, index, price)
+    y = pd.Series(price.to_numpy(), index=index, name="y")
     if not use_all:
         y = y.loc[y.index >= train_start]
     y = y.dropna()
@@ -263,3 +268,16 @@ def load_training_series(data_dir: Path, series: SeriesId, *, use_all: bool = Fa
     except ValueError:
         pass
     return y
+
+
+def _check_processed(path: Path, index: pd.DatetimeIndex, price: pd.Series) -> None:
+    """Refuse a processed file whose rows are not what the process stage writes."""
+    problem = None
+    if index.hasnans:
+        problem = "a row has no timestamp"
+    elif not (index.is_monotonic_increasing and index.is_unique):
+        problem = "timestamps are not sorted and unique"
+    elif (price.isin([float("inf"), float("-inf")]) | (price <= 0)).any():
+        problem = "a price is infinite, zero or negative"
+    if problem is not None:
+        raise ProcessingError(f"{path}: {problem}; re-run `python -m pipeline.process`")
