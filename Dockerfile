@@ -3,23 +3,32 @@
 #   docker run -p 8000:8000 crypto-forecast                         # API
 #   docker run crypto-forecast python retrain_scheduler.py          # scheduler (metrics on :9100)
 # Every runtime dependency ships as a manylinux wheel, so neither stage needs a compiler.
+#
+# Build arguments:
+#   BASE_IMAGE  any Debian-based image with python3 (3.11) and its venv module; both stages use
+#               it. Without Docker Hub: scripts/build-base-image.sh builds one locally
+#               (crypto-forecast-base:bookworm) with debootstrap.
+#   PIP_CERT    a CA bundle path inside the base image for pip (e.g. behind a TLS-inspecting
+#               proxy); empty = pip's default trust store.
 
-ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
+ARG BASE_IMAGE=python:3.11.14-slim-bookworm
 
 # --- builder: the virtualenv with the pinned requirements ------------------------------------
-FROM ${PYTHON_IMAGE} AS builder
+FROM ${BASE_IMAGE} AS builder
 
+ARG PIP_CERT=""
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 
-RUN python -m venv /opt/venv
+RUN python3 -m venv /opt/venv
 # Only the requirements first: this layer is rebuilt when they change, not when the code does.
 COPY requirements.txt /tmp/requirements.txt
-RUN /opt/venv/bin/pip install --no-cache-dir -r /tmp/requirements.txt
+RUN if [ -z "${PIP_CERT}" ]; then unset PIP_CERT; fi \
+    && /opt/venv/bin/pip install --no-cache-dir -r /tmp/requirements.txt
 
 # --- runtime: the venv, the code and an unprivileged user -------------------------------------
-FROM ${PYTHON_IMAGE} AS runtime
+FROM ${BASE_IMAGE} AS runtime
 
 # HOME and TMPDIR must be writable by the app user: Prophet (cmdstanpy) writes its fit files to
 # the temp dir and fails with a confusing "stan_backend" error when it cannot; matplotlib keeps

@@ -1,4 +1,4 @@
-"""Static checks of the deployment files: no Docker engine runs here, so nothing is started.
+"""Static checks of the deployment files: nothing is started (tests/test_image.py runs the image).
 
 Linters (hadolint, promtool, systemd-analyze, ``docker compose config``) run when installed and
 skip with the reason otherwise; the consistency checks between the Dockerfile, compose file,
@@ -120,7 +120,7 @@ def test_dockerfile_is_multi_stage_on_a_pinned_slim_python() -> None:
     args = dict(a.split("=", 1) for kw, a in instructions if kw == "ARG" and "=" in a)
     froms = [a for kw, a in instructions if kw == "FROM"]
     assert len(froms) >= 2, "builder and runtime stages expected"
-    images = [f.split()[0].replace("${PYTHON_IMAGE}", args.get("PYTHON_IMAGE", "")) for f in froms]
+    images = [f.split()[0].replace("${BASE_IMAGE}", args.get("BASE_IMAGE", "")) for f in froms]
     for image in images:
         assert re.fullmatch(r"python:3\.11\.\d+-slim(-[a-z]+)?", image), image
     assert "--from=builder" in " ".join(a for kw, a in runtime_stage() if kw == "COPY")
