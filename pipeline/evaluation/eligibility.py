@@ -48,16 +48,45 @@ def describe(metrics: Mapping[str, Mapping[str, float]], baseline: str, name: st
     )
 
 
+def rule_words(
+    coverage_band: tuple[float, float],
+    mase_tolerance: float,
+    label: str,
+    alpha: float | None,
+    anchor: str | None,
+) -> str:
+    """The rule in words, as a selection's reason states it (``alpha``: the significance level
+    when the choice was tested, ``anchor``: the anchor model when it competed)."""
+    lo, hi = coverage_band
+    tol = f" + {mase_tolerance:.1%}" if mase_tolerance else ""
+    text = (
+        f"rule: mean MASE <= naive's{tol} and 95% coverage inside {lo:.0%}–{hi:.0%}, "
+        f"then the lowest {label} {'wins' if label == 'WIS' else 'score wins'}"
+    )
+    if alpha is not None:
+        text += f", changes need one-sided DM p < {alpha:g}"
+        if anchor is not None:
+            text += f", {anchor} unless beaten with confidence"
+    return text
+
+
+def inside(value: float, band: tuple[float, float]) -> bool:
+    return band[0] <= value <= band[1]
+
+
 def eligibility(
     metrics: Mapping[str, Mapping[str, float]],
     baseline: str,
     coverage_band: tuple[float, float],
     mase_tolerance: float,
     tie_tolerance: float,
+    own_bands: Mapping[str, tuple[float, float]] | None = None,
 ) -> tuple[list[str], list[str]]:
     """(eligible models, why the others are not): every origin forecast, mean MASE not worse
-    than ``baseline``'s by more than ``mase_tolerance``, 95% coverage inside ``coverage_band``."""
+    than ``baseline``'s by more than ``mase_tolerance``, 95% coverage inside ``coverage_band``
+    (inside its own band for a model in ``own_bands``)."""
     lo, hi = coverage_band
+    bands = own_bands or {}
     naive_mase = _mase(metrics[baseline])
     limit = naive_mase * (1 + mase_tolerance)
     failed: list[str] = []
@@ -75,8 +104,10 @@ def eligibility(
             failed.append(f"{name} has no Winkler-95 score")
         elif not within(mase, limit, tie_tolerance):
             worse.append(f"{name} {mase:.3f}")
-        elif not (math.isfinite(cov) and lo <= cov <= hi):
-            uncalibrated.append(f"{name} {cov:.1%}")
+        elif not (math.isfinite(cov) and inside(cov, bands.get(name, coverage_band))):
+            band = bands.get(name)
+            own = f" (its band {band[0]:.0%}–{band[1]:.0%})" if band is not None else ""
+            uncalibrated.append(f"{name} {cov:.1%}{own}")
         else:
             eligible.append(name)
     excluded = failed
@@ -88,4 +119,4 @@ def eligibility(
     return eligible, excluded
 
 
-__all__ = ["describe", "eligibility", "score_of", "within"]
+__all__ = ["describe", "eligibility", "inside", "rule_words", "score_of", "within"]

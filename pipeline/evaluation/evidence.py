@@ -18,7 +18,7 @@ is the number of origins one forecast window spans (:attr:`Evidence.overlap`; 1 
 are at least a horizon apart, as in the default daily protocol).
 
 A model whose point forecast equals the naive one at every origin (naive, garch, gjr_garch,
-conformal_naive, aci_naive: the random-walk median with their own band) is listed in
+conformal_naive, aci_naive, band_average: the random-walk median with their own band) is listed in
 :attr:`Evidence.random_walk_median`; it is found from the forecasts themselves, not from a list.
 """
 
@@ -137,14 +137,19 @@ def judge(
     baseline: str,
     incumbent: str | None,
     alpha: float,
+    anchor: str | None = None,
 ) -> tuple[str, list[str]]:
     """(winner, what the tests said) among the eligible models ``ranked`` best score first.
 
     1. A model whose point forecast is not the random walk's competes only with a significant
        point-accuracy gain over ``baseline`` (one-sided DM on per-origin MASE, p < ``alpha``).
-    2. The best remaining model replaces a still-eligible ``incumbent`` only when its WIS is
-       lower with confidence (one-sided DM on per-origin scaled WIS, p < ``alpha``);
-       otherwise the incumbent stays.
+    2. When the ``anchor`` competes (eligible, with scores) it is the reference: the best
+       remaining model wins only when its WIS is lower than the anchor's with confidence
+       (one-sided DM on per-origin scaled WIS, p < ``alpha``), else the anchor wins. A serving
+       ``incumbent`` that still beats the anchor with confidence stays unless the best model
+       also beats the incumbent with confidence.
+    3. Without the anchor, the best remaining model replaces a still-eligible ``incumbent``
+       only when its WIS is lower with confidence; otherwise the incumbent stays.
     With nothing left, ``baseline`` wins.
     """
     notes: list[str] = []
@@ -167,6 +172,8 @@ def judge(
         )
     if not allowed:
         return baseline, notes
+    if anchor is not None and anchor in allowed and evidence.has(anchor):
+        return _against_anchor(evidence, allowed, anchor, incumbent, alpha, notes)
     best = allowed[0]
     if incumbent is None or incumbent == best:
         return best, notes
@@ -182,6 +189,39 @@ def judge(
         f"(WIS DM p={p:.2f}, {alpha:g} needed)"
     )
     return incumbent, notes
+
+
+def _against_anchor(
+    evidence: Evidence,
+    allowed: list[str],
+    anchor: str,
+    incumbent: str | None,
+    alpha: float,
+    notes: list[str],
+) -> tuple[str, list[str]]:
+    """Step 2 of :func:`judge`: the anchor unless a challenger is better with confidence."""
+    best = allowed[0]
+    if best == anchor:
+        return anchor, notes
+    p = evidence.compare(best, anchor, "wis").p_better
+    if p >= alpha:
+        notes.append(
+            f"{anchor} (the anchor) is served: {best} scores lower but not with confidence "
+            f"(WIS DM p={p:.2f}, {alpha:g} needed)"
+        )
+        return anchor, notes
+    notes.append(f"{best} beats the anchor {anchor} with confidence (WIS DM p={p:.3f})")
+    if incumbent is None or incumbent in (anchor, best) or incumbent not in allowed:
+        return best, notes
+    holds = evidence.compare(incumbent, anchor, "wis").p_better < alpha
+    p_inc = evidence.compare(best, incumbent, "wis").p_better
+    if holds and p_inc >= alpha:
+        notes.append(
+            f"the serving {incumbent} stays: it still beats the anchor with confidence and "
+            f"{best} does not beat it with confidence (WIS DM p={p_inc:.2f})"
+        )
+        return incumbent, notes
+    return best, notes
 
 
 __all__ = [

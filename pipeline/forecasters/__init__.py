@@ -23,10 +23,12 @@ REGISTRY: dict[str, str] = {
     "aci_naive": "conformal:AdaptiveConformalNaive",
     "aci_garch": "conformal:AdaptiveConformalGarch",
     "ensemble": "ensemble:Ensemble",
+    "band_average": "band_average:BandAverage",
 }
 
 #: What training and the nightly cycle fit by default: the baselines, the classical models, the
-#: volatility models, their calibrated versions and the combination. The remaining registered
+#: volatility models, their calibrated versions, the combination and the band average (the anchor of
+#: champion selection, see pipeline.evaluation.champion). The remaining registered
 #: models (drift_garch, aci_*) compete in compare_models / the quality report when named.
 DEFAULT_MODELS: tuple[str, ...] = (
     "naive",
@@ -39,6 +41,7 @@ DEFAULT_MODELS: tuple[str, ...] = (
     "conformal_naive",
     "conformal_garch",
     "ensemble",
+    "band_average",
 )
 
 

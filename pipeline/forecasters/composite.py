@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.errors import ForecastError
-from pipeline.forecasters.base import Forecaster
+from pipeline.forecasters.base import Forecaster, constructor_params
 from pipeline.series import FREQUENCY_TABLE, freq_of_step
 
 logger = logging.getLogger(__name__)
@@ -61,6 +61,17 @@ def load_member(
                 raise ForecastError(f"{src}: member model file is missing")
             shutil.copyfile(src, Path(tmp) / name)
         return cls.load(Path(tmp), params)
+
+
+def refit_params(cls: type[Forecaster], fitted: Forecaster) -> dict[str, Any]:
+    """Constructor keywords that refit ``fitted`` cheaply on other data: what its own
+    ``calibration_params()`` says when it has one, else the fitted values its constructor takes
+    (e.g. an ARIMA order, whose coefficients are re-estimated)."""
+    hook = getattr(fitted, "calibration_params", None)
+    if callable(hook):
+        chosen: dict[str, Any] = hook()
+        return chosen
+    return constructor_params(cls, fitted.fitted_params())
 
 
 def calibration_origins(n: int, min_train: int, horizon: int, count: int) -> list[int]:

@@ -58,12 +58,13 @@ import pandas as pd
 
 from pipeline.errors import ForecastError, UsageError
 from pipeline.forecasters import forecaster_class
-from pipeline.forecasters.base import DEFAULT_LEVELS, Forecaster, constructor_params
+from pipeline.forecasters.base import DEFAULT_LEVELS, Forecaster
 from pipeline.forecasters.composite import (
     RollingForecasts,
     calibration_origins,
     default_horizon,
     load_member,
+    refit_params,
     rolling_forecasts,
     save_member,
 )
@@ -181,12 +182,7 @@ class Conformal(Forecaster):
             )
         cal_params = dict(p["base_params"])
         if p["reuse_fitted"]:
-            hook = getattr(self.base_, "calibration_params", None)
-            if callable(hook):
-                chosen = hook()
-            else:
-                chosen = constructor_params(self.base_cls_, self.base_.fitted_params())
-            cal_params = {**cal_params, **chosen}
+            cal_params = {**cal_params, **refit_params(self.base_cls_, self.base_)}
 
         def factory(train: pd.Series) -> Forecaster:
             return self.base_cls_(**cal_params).fit(train)

@@ -34,11 +34,12 @@ import pandas as pd
 
 from pipeline.errors import ForecastError, UsageError
 from pipeline.forecasters import forecaster_class, horizon_params
-from pipeline.forecasters.base import Forecaster, constructor_params
+from pipeline.forecasters.base import Forecaster
 from pipeline.forecasters.composite import (
     calibration_origins,
     default_horizon,
     load_member,
+    refit_params,
     rolling_forecasts,
     save_member,
 )
@@ -146,9 +147,7 @@ class Ensemble(Forecaster):
         maes = []
         members = zip(self.classes_, self.member_kwargs(), self.members_, strict=True)
         for cls, kw, fitted in members:
-            hook = getattr(fitted, "calibration_params", None)
-            chosen = hook() if callable(hook) else constructor_params(cls, fitted.fitted_params())
-            cal = {**kw, **chosen}
+            cal = {**kw, **refit_params(cls, fitted)}
 
             def factory(
                 train: pd.Series, cls: type[Forecaster] = cls, cal: Any = cal

@@ -304,3 +304,80 @@ def test_evidence_rule_scores_by_wis_and_says_when_nothing_was_tested() -> None:
     assert select_champion(metrics, rule="means")[0] == "drift"
     with pytest.raises(UsageError, match="unknown selection rule 'best'"):
         select_champion(metrics, rule="best")
+
+
+# -- the evidence rule's anchor: served unless a challenger is better with confidence ----------
+ANCHOR = rule.ANCHOR_MODEL
+RW = {"naive", "garch", "conformal_garch", ANCHOR}
+
+
+def _anchored(
+    garch_wis: list[float], *, anchor_cov: float = 0.95, challenger: str = "garch"
+) -> tuple[dict[str, dict[str, float]], Evidence]:
+    metrics = {
+        "naive": _wis_row(1.0, 10.0, 0),
+        challenger: _wis_row(1.0, float(np.mean(garch_wis)), 2),
+        ANCHOR: {**_wis_row(1.0, 9.8, 2), "coverage_95": anchor_cov},
+    }
+    flat = [1.0] * 8
+    ev = _evidence(
+        {
+            "naive": ([10.0] * 8, flat),
+            challenger: (garch_wis, flat),
+            ANCHOR: ([9.8] * 8, flat),
+        },
+        RW,
+    )
+    return metrics, ev
+
+
+def test_the_anchor_is_served_unless_a_challenger_beats_it_with_confidence() -> None:
+    assert ANCHOR == "band_average" and rule.SELECTION_RULE == "evidence"
+    noisy = [9.6 + d for d in NOISE]  # 2% lower than the anchor on average, but noisy
+    metrics, ev = _anchored(noisy)
+    name, reason = select_champion(metrics, evidence=ev)
+    assert name == ANCHOR
+    assert f"{ANCHOR} unless beaten with confidence" in reason
+    assert f"{ANCHOR} (the anchor) is served: garch scores lower but not with confidence" in reason
+    # the same evidence with a serving garch: the anchor returns, garch had no evidence
+    assert select_champion(metrics, evidence=ev, incumbent="garch")[0] == ANCHOR
+    clear = [8.8 + d / 100 for d in NOISE]  # 10% lower than the anchor at every origin
+    metrics, ev = _anchored(clear)
+    name, reason = select_champion(metrics, evidence=ev, incumbent=ANCHOR)
+    assert name == "garch"
+    assert f"garch beats the anchor {ANCHOR} with confidence (WIS DM p=0.000)" in reason
+    # without per-origin scores nothing is tested: the lowest mean WIS wins
+    assert select_champion(metrics)[0] == "garch"
+    # the means rule knows no anchor: equal Winkler-95 scores, the simplest model wins
+    assert select_champion(metrics, evidence=ev, rule="means", incumbent=ANCHOR)[0] == "naive"
+
+
+def test_a_serving_challenger_with_evidence_stays_unless_beaten_with_confidence() -> None:
+    clear = [8.8 + d / 100 for d in NOISE]
+    metrics, ev = _anchored(clear)
+    better = [8.7 + d for d in NOISE]  # lower than garch on average, not with confidence
+    metrics["conformal_garch"] = _wis_row(1.0, float(np.mean(better)), 3)
+    scores = {m: {"wis": ev.scores[m]["wis"], "mase": ev.scores[m]["mase"]} for m in ev.scores}
+    scores["conformal_garch"] = {"wis": np.array(better), "mase": np.ones(8)}
+    ev = Evidence(ev.origins, scores, 1, frozenset(RW))
+    name, reason = select_champion(metrics, evidence=ev, incumbent="garch")
+    assert name == "garch"
+    assert "the serving garch stays: it still beats the anchor with confidence" in reason
+
+
+def test_the_anchor_needs_only_the_gates_coverage_band() -> None:
+    noisy = [9.6 + d for d in NOISE]
+    lo, hi = rule.GATE_COVERAGE_BAND
+    # 87% over 8 origins: outside the selection band (noise, not evidence), inside the gate's
+    metrics, ev = _anchored(noisy, anchor_cov=0.87)
+    assert lo < 0.87 < rule.SELECTION_COVERAGE_BAND[0]
+    assert select_champion(metrics, evidence=ev)[0] == ANCHOR
+    # untested (no per-origin scores), the selection band applies to the anchor too
+    name, reason = select_champion(metrics)
+    assert name == "garch" and f"95% coverage outside 90%–99%: {ANCHOR} 87.0%" in reason
+    # outside the gate's band the anchor is not eligible: the gate would reject it
+    for cov in (lo - 0.01, 1.0):
+        metrics, ev = _anchored(noisy, anchor_cov=cov)
+        name, reason = select_champion(metrics, evidence=ev)
+        assert name == "garch"
+        assert f"{ANCHOR} {cov:.1%} (its band 85%–99%)" in reason

@@ -26,6 +26,7 @@ QUALITY = (
     "aci_naive",
     "aci_garch",
     "ensemble",
+    "band_average",
 )
 NAMES = [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in OURS + QUALITY]
 
