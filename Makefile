@@ -5,8 +5,9 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
+.PHONY: install-mlflow mlflow-server
 .PHONY: run pipeline serve test test-fast lint check-deploy bench install install-dev clean gate compare \
-        quality-report docs
+        quality-report docs audit image image-test pre-commit-check
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +24,18 @@ $(VENV)/.stamp-dev: requirements.txt requirements-dev.txt | $(BIN)/python
 
 install: $(VENV)/.stamp-run
 install-dev: $(VENV)/.stamp-dev
+
+## install-mlflow / mlflow-server: the optional MLflow client in .venv, and an MLflow tracking
+## server in its own .venv-mlflow (run it: .venv-mlflow/bin/mlflow server; see docs/operations.md)
+$(VENV)/.stamp-mlflow: requirements-mlflow.txt $(VENV)/.stamp-dev
+	$(BIN)/python -m pip install -q -r requirements-mlflow.txt
+	touch $@
+install-mlflow: $(VENV)/.stamp-mlflow
+.venv-mlflow/.stamp: requirements-mlflow-server.txt
+	$(PYTHON) -m venv .venv-mlflow
+	.venv-mlflow/bin/python -m pip install -q -r requirements-mlflow-server.txt
+	touch $@
+mlflow-server: .venv-mlflow/.stamp
 
 ## run: install, run the whole pipeline on the default source, then serve the API
 run: install pipeline serve
@@ -52,6 +65,32 @@ check-deploy: install-dev
 	promtool check config deploy/prometheus.yml
 	promtool check rules deploy/alerts.yml
 	promtool test rules deploy/alerts_test.yml
+
+## image: build the image (IMAGE) on BASE_IMAGE; the default base is built locally with
+## debootstrap (scripts/build-base-image.sh, skipped when it exists). Needs a Docker daemon.
+IMAGE      ?= crypto-forecast:local
+LOCAL_BASE := crypto-forecast-base:bookworm
+BASE_IMAGE ?= $(LOCAL_BASE)
+PIP_CERT   ?= $(if $(wildcard /etc/ssl/certs/ca-certificates.crt),/etc/ssl/certs/ca-certificates.crt)
+image:
+	@if [ "$(BASE_IMAGE)" = "$(LOCAL_BASE)" ]; then BASE_IMAGE=$(LOCAL_BASE) bash scripts/build-base-image.sh; fi
+	docker build --network host --build-arg BASE_IMAGE=$(BASE_IMAGE) --build-arg PIP_CERT=$(PIP_CERT) \
+	  -t $(IMAGE) .
+
+## image-test: build the image, then run it (API and scheduler containers, tests/test_image.py)
+image-test: install-dev
+	bash scripts/ensure-docker.sh
+	$(BIN)/python -m pytest -q tests/test_image.py
+
+## audit: known vulnerabilities in the pinned requirements (pip-audit); fails on any found
+AUDIT_REQUIREMENTS := $(sort $(wildcard requirements*.txt))
+audit: install-dev
+	$(BIN)/python scripts/audit.py $(AUDIT_REQUIREMENTS)
+
+## pre-commit-check: the hooks of .pre-commit-config.yaml parse and their tools are installed
+pre-commit-check: install-dev
+	$(BIN)/pre-commit validate-config .pre-commit-config.yaml
+	$(BIN)/python -m pytest -q tests/test_pre_commit.py
 
 ## gate: model-quality gate on ../shared/data (BTC 1d, BTC 1h, ETH 1d); protocol and models come
 ## from quality_baseline.json. Exit 0 = holds, 1 = a rule failed, 2 = bad usage or data.
@@ -85,4 +124,4 @@ docs: install-dev
 	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict --site-dir site
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .venv-mlflow .mypy_cache .ruff_cache .pytest_cache

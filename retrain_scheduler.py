@@ -4,6 +4,7 @@
     python retrain_scheduler.py --once       # one cycle now; exit status = the cycle's outcome
     python retrain_scheduler.py --refresh-once   # one refresh of the served forecasts now
     python retrain_scheduler.py --every 6 hours | --at 03:30 | --dry-run | --history
+    python retrain_scheduler.py --once --workers 2 | --scheduler tcp://HOST:8786   # on Dask
 
 The long-running mode also refreshes the served forecasts after every period (REFRESH_*).
 Exit codes: 0 cycle (refresh) succeeded, 1 a series failed, 2 bad usage, 3 another cycle or
@@ -54,6 +55,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="run every N minutes or hours instead of daily",
     )
     parser.add_argument("--models", help="comma-separated candidates (default: all)")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="run every series as a task on this Dask cluster, e.g. tcp://10.0.0.5:8786 "
+        "(default DASK_SCHEDULER_ADDRESS; unset: in this process)",
+    )
+    where.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="run the series on a local Dask cluster of N processes",
+    )
     parser.add_argument(
         "--no-catchup",
         action="store_true",
@@ -81,7 +95,15 @@ def options_from_args(args: argparse.Namespace) -> Options:
         models=parse_models(args.models) if args.models else None,
         catchup=not args.no_catchup,
         history_limit=args.history if args.history is not None else 10,
+        scheduler=args.scheduler,
+        workers=_workers(args.workers),
     )
+
+
+def _workers(value: int | None) -> int | None:
+    if value is not None and value < 1:
+        raise UsageError(f"--workers must be at least 1, got {value}")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -30,12 +30,25 @@ ABOUT = {
     "(method: [Prediction API](../api.md#performance)).",
     "bench_arima.py": "Our AutoARIMA order selection against `pmdarima.auto_arima` on the same "
     "data (method: [Forecasters](../forecasters.md#benchmark-of-the-arima-order-selection)).",
+    "bench_cluster.py": "A cycle of 40 series (20 coins × 1d and 1h) three ways on the same cores: "
+    "sequential, local joblib (N_JOBS=2) and a LocalCluster of 2 worker processes; wall time, "
+    "per-series cost and the overhead the cluster adds (method: [Scaling out](../scaling.md)).",
     "bench_cycle.py": "One real nightly cycle (`retrain_scheduler.py --once`) on the offline "
     "sample: 2 coins × 2 frequencies, every default candidate, the selection backtest, gate and "
     "promotion; target under 5 minutes.",
+    "bench_ledger.py": "The forecast ledger on SQLite: recording one issue of 10 models × 48 "
+    "steps (target < 50 ms) and scoring one night of new prices for 10 hourly series × 10 models "
+    "with the aggregates refreshed (target < 1 s) (method: [Forecast ledger](../ledger.md)).",
+    "bench_load.py": "1,000 concurrent connections (`wrk -c1000`, a mix of predictions, batches "
+    "and `/health`) against 2 API workers, steady and while models are swapped and reloaded "
+    "every second: socket errors, non-2xx answers, p50/p95/p99 and RSS per worker "
+    "(method and settings: [Deployment](../deployment.md#many-concurrent-connections)).",
     "bench_refresh.py": "A refresh of every default model of one hourly series, from one new raw "
     "row to a new issue on disk, next to a full retrain of the same models "
     "(method: [Refresh](../stages/refresh.md)); target well under 5 s.",
+    "bench_ws.py": "The `/ws` live feed: one forecast event pushed to 200 subscribers, in the hub "
+    "and end to end over loopback to 200 real WebSocket clients; target under 50 ms "
+    "(method: [Dashboard and live feed](../dashboard.md#performance)).",
     "bench_update.py": "Refit against load + update of each default model on 2,160 hourly "
     "points (method: [Forecasters](../forecasters.md)).",
 }

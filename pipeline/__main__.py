@@ -5,6 +5,8 @@ from the hourly file), every configured series is processed, then every series x
 trained in parallel and each series' champion promoted. The run stops at the first failing
 stage with a message naming the stage and the series, and exits non-zero (1 failed, 2 bad
 usage or input). A short summary table is printed at the end.
+
+``python -m pipeline ledger ...`` runs the forecast ledger commands (:mod:`pipeline.ledger.cli`).
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ from pipeline.cli import settings_from_args
 from pipeline.config import SOURCES, Settings
 from pipeline.errors import PipelineError
 from pipeline.forecasters import parse_models
+from pipeline.ingest import ratelimit
 from pipeline.logs import configure_logging
+from pipeline.scheduling.ledger_update import update_ledger
 from pipeline.series import SeriesId, freq_choices
 from pipeline.train.stage import TrainResult, train_many
 
@@ -176,10 +180,52 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", type=Path, help="data folder (default DATA_DIR)")
     parser.add_argument("--models-dir", type=Path, help="models folder (default MODELS_DIR)")
     parser.add_argument("--n-jobs", type=int, help="parallel fits, -1 = all cores (default N_JOBS)")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="one task per series on this Dask cluster (default DASK_SCHEDULER_ADDRESS)",
+    )
+    where.add_argument(
+        "--workers", type=int, metavar="N", help="one task per series on a local Dask cluster"
+    )
     return parser
 
 
+def run_on_cluster(
+    series: Sequence[SeriesId],
+    settings: Settings,
+    models: Sequence[str],
+    days: int | None,
+    scheduler: str | None,
+    workers: int | None,
+) -> list[TrainResult] | None:
+    """Ingest, process and train every series as a task on a Dask cluster (``None`` when none
+    is asked for); raises :class:`StageError` for the first series that failed."""
+    from pipeline.scheduling.cluster import Cluster
+
+    try:
+        cluster = Cluster.from_options(settings, scheduler, workers)
+        if cluster is None:
+            return None
+        with cluster:
+            outcomes = cluster.run_pipeline_series(series, settings, models, days)
+    except PipelineError as exc:  # bad flags, or the scheduler cannot be reached
+        raise StageError("cluster", None, exc) from exc
+    for out in outcomes:
+        if out.result is None:
+            error = PipelineError(out.error or "failed")
+            error.exit_code = out.exit_code
+            raise StageError(out.stage or "cluster", out.series, error)
+    return [out.result for out in outcomes if out.result is not None]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    words = list(sys.argv[1:] if argv is None else argv)
+    if words[:1] == ["ledger"]:  # python -m pipeline ledger sync|score|report|replay
+        from pipeline.ledger.cli import main as ledger_main
+
+        return ledger_main(words[1:])
     args = build_parser().parse_args(argv)
     started = time.perf_counter()
     try:
@@ -196,16 +242,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         ", ".join(s.name for s in series), settings.source, ",".join(models),
     )  # fmt: skip
     try:
-        run_ingest(settings, args.days)
-        run_process(series, settings)
-        try:
-            results = train_many(series, settings, models=models, n_jobs=settings.n_jobs)
-        except Exception as exc:
-            raise StageError("train", None, exc) from exc
+        clustered = run_on_cluster(
+            series, settings, models, args.days, args.scheduler, args.workers
+        )
+        if clustered is not None:
+            results = clustered
+        else:
+            with ratelimit.use(ratelimit.budget_for(settings)):  # CoinGecko's calls a minute
+                run_ingest(settings, args.days)
+            run_process(series, settings)
+            try:
+                results = train_many(series, settings, models=models, n_jobs=settings.n_jobs)
+            except Exception as exc:
+                raise StageError("train", None, exc) from exc
     except StageError as exc:
         logger.error("pipeline stopped: %s", exc)
         return exc.exit_code
     sys.stdout.write(summary_table(results, ArtifactStore(settings.models_dir)) + "\n")
+    update_ledger(settings, [r.series for r in results if r.ok])
     failed = [r.series.name for r in results if not r.ok or r.champion is None]
     if failed:
         logger.error("pipeline stopped: train produced no champion for %s", ", ".join(failed))

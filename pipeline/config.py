@@ -76,6 +76,27 @@ class Settings(BaseSettings):
     http_retry_budget: float = Field(60.0, gt=0, description="max seconds spent retrying")
     http_backoff_initial: float = Field(1.0, ge=0)
     http_backoff_max: float = Field(20.0, ge=0)
+    coingecko_calls_per_minute: float = Field(
+        25.0,
+        ge=0,
+        description="CoinGecko calls a cycle or refresh makes per minute, shared by every "
+        "process and cluster worker (CoinGecko allows about 30 without a key); 0 = no limit",
+    )
+    coingecko_burst: int = Field(
+        5, ge=1, description="CoinGecko calls allowed at once before the per-minute pace applies"
+    )
+    breaker_failures: int = Field(
+        3,
+        ge=0,
+        description="circuit breaker: consecutive failed calls to a provider (after their "
+        "retries) that open its circuit; while open nothing calls it; 0 = off",
+    )
+    breaker_cooldown_seconds: float = Field(
+        900.0,
+        gt=0,
+        description="circuit breaker: how long an open circuit refuses calls before one probe "
+        "call is let through (half-open); the probe's success closes it, its failure reopens it",
+    )
     max_jump: float = Field(0.8, gt=0, description="largest accepted one-step relative move")
     sample_seed: int = 42
 
@@ -104,6 +125,49 @@ class Settings(BaseSettings):
     prometheus_multiproc_dir: Path | None = Field(
         None, description="set by api_service.py for several workers (multiprocess metrics)"
     )
+    api_loop: Literal["asyncio", "uvloop"] = Field(
+        "asyncio",
+        description="event loop of the API workers: asyncio accepts every pending connection "
+        "at once, so 1,000+ concurrent clients are all served; uvloop is ~20% faster with few "
+        "connections (e.g. behind a pooling proxy) but accepts one connection per loop turn, so "
+        "under many concurrent connections new ones wait in the listen queue and time out",
+    )
+    api_backlog: int = Field(
+        4096,
+        ge=64,
+        le=65535,
+        description="listen backlog: connections the kernel queues until a worker accepts "
+        "them (Linux caps it at net.core.somaxconn)",
+    )
+    api_keepalive_seconds: int = Field(
+        5, ge=1, le=3600, description="an idle keep-alive connection is closed after this long"
+    )
+    api_limit_concurrency: int = Field(
+        0,
+        ge=0,
+        description="per worker: above this many open connections and tasks new requests "
+        "get 503 at once (a memory guard); 0 = no limit",
+    )
+    api_max_open_files: int = Field(
+        0,
+        ge=0,
+        description="file-descriptor limit (RLIMIT_NOFILE) the API raises its soft limit to "
+        "at start-up; each connection is one descriptor; 0 = the hard limit",
+    )
+
+    # Live feed (the /ws WebSocket) and the dashboard
+    ws_max_connections: int = Field(
+        1000,
+        ge=1,
+        description="WebSocket connections on /ws each API worker accepts at once; one more is "
+        "answered with an error event and closed (code 1013)",
+    )
+    ws_heartbeat_seconds: float = Field(
+        20.0,
+        gt=0,
+        description="seconds between heartbeat events on /ws; the stale checks behind health "
+        "events run at the same pace",
+    )
 
     # Serving freshness
     stale_after_periods: float = Field(
@@ -117,6 +181,17 @@ class Settings(BaseSettings):
         ge=0,
         description="predictions answer 503 when the forecast issue is older than this many "
         "periods; 0 = off (always answer, flagged stale)",
+    )
+
+    # Serving fallbacks
+    enable_fallback: bool = Field(
+        False,
+        description="the default of the predict requests' `fallback` flag: when the asked model "
+        "cannot answer, serve the champion, its previous version, a path derived from a finer "
+        "timeframe or a naive random walk, labelled in the answer's `fallback` block",
+    )
+    fallback_volatility_points: int = Field(
+        90, ge=3, le=10000, description="recent processed points the naive fallback's bands use"
     )
 
     # Retraining scheduler
@@ -139,6 +214,11 @@ class Settings(BaseSettings):
         None, description="secret: its path or query usually carries a token"
     )
     scheduler_metrics_port: int = Field(9100, ge=0, le=65535, description="0 disables")
+    dask_scheduler_address: str | None = Field(
+        None,
+        description="run the cycle and the refresh on this Dask cluster (e.g. "
+        "tcp://10.0.0.5:8786): one task per series; unset = on this machine",
+    )
 
     # Refreshing forecasts between trainings
     refresh_enabled: bool = Field(
@@ -158,6 +238,38 @@ class Settings(BaseSettings):
     )
     refresh_keep_issues: int = Field(
         48, ge=1, description="forecast issues kept per version (older ones are pruned)"
+    )
+
+    # Forecast ledger
+    ledger_url: SecretStr | None = Field(
+        None,
+        description="secret (it can carry a password): the ledger database, e.g. "
+        "postgresql://user:pass@host/db or sqlite:///path; default <MODELS_DIR>/ledger.sqlite3",
+    )
+    ledger_busy_timeout_seconds: float = Field(
+        30.0, gt=0, le=600, description="how long a ledger write waits for a lock (s)"
+    )
+    ledger_scale_window: int = Field(
+        1000, ge=2, description="points up to the origin of an issue that scale its MASE"
+    )
+    trust_window: Literal["7d", "30d", "90d", "all"] = Field(
+        "30d", description="the ledger window behind the trust summary of a model"
+    )
+    trust_min_points: int = Field(
+        30, ge=1, description="matured points needed before the trust status is ok/degraded"
+    )
+    trust_max_wis_ratio: float = Field(
+        1.2, gt=0, description="trust is degraded when live WIS / naive WIS is above this"
+    )
+
+    # Experiment tracking (optional: pip install -r requirements-mlflow.txt)
+    mlflow_tracking_uri: SecretStr | None = Field(
+        None,
+        description="secret (it can carry a password): the MLflow tracking server, e.g. "
+        "http://127.0.0.1:5000; unset = no tracking and mlflow is never imported",
+    )
+    mlflow_experiment: str = Field(
+        "crypto-forecast", min_length=1, description="the MLflow experiment training runs log to"
     )
 
     # Logging

@@ -37,3 +37,8 @@ class ForecastError(PipelineError):
 
 class ArtifactError(PipelineError):
     """A model artifact is missing, corrupt, tampered with or incompatible."""
+
+
+class StorageError(PipelineError):
+    """A file could not be written whole: the disk is full, a quota or a file-size limit was hit.
+    What it would have replaced is left unchanged."""

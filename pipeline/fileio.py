@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -12,6 +13,21 @@ from pathlib import Path
 from typing import IO, Any
 
 import pandas as pd
+
+from pipeline.errors import StorageError
+
+#: The errors of a write that ran out of room: a full disk, a quota, a file-size limit.
+NO_ROOM_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+def no_room_error(exc: OSError, target: str | os.PathLike[str]) -> StorageError | None:
+    """A :class:`StorageError` naming ``target`` when ``exc`` says there was no room, else None."""
+    if exc.errno not in NO_ROOM_ERRNOS:
+        return None
+    return StorageError(
+        f"cannot write {target}: {exc.strerror or 'no room'} (disk full, quota or file-size "
+        "limit); nothing was replaced: free some space (or raise the limit) and run again"
+    )
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
@@ -39,11 +55,13 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[An
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(exc, OSError) and (clear := no_room_error(exc, target)) is not None:
+            raise clear from exc
         raise
 
 

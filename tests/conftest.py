@@ -24,6 +24,8 @@ def isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
     monkeypatch.setenv("HTTP_BACKOFF_MAX", "0.05")
     monkeypatch.setenv("HTTP_RETRY_BUDGET", "5")
     monkeypatch.setenv("HTTP_READ_TIMEOUT", "2")
+    # No CoinGecko call budget unless a test sets one (tests/pipeline/ingest/test_ratelimit.py).
+    monkeypatch.setenv("COINGECKO_CALLS_PER_MINUTE", "0")
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()

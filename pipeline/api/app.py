@@ -28,9 +28,14 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from pipeline import __version__
 from pipeline.api.deps import ApiRuntime
 from pipeline.api.errors import add_error_handlers
+from pipeline.api.feed import FeedHub
 from pipeline.api.middleware import ServingMiddleware, install_request_id_filter
+from pipeline.api.routes import accuracy as api_accuracy
+from pipeline.api.routes import dashboard as api_dashboard
+from pipeline.api.routes import jobs as api_jobs
 from pipeline.api.routes import ops as api_ops
 from pipeline.api.routes import predict as api_predict
+from pipeline.api.routes import ws as api_ws
 from pipeline.config import ADMIN_KEY_HEADER, Settings, get_settings
 from pipeline.logs import configure_logging
 
@@ -80,6 +85,8 @@ async def _poll(runtime: ApiRuntime, interval: float) -> None:
 def create_app(*, configure_logs: bool = True) -> FastAPI:
     """Build the app. Nothing is read or loaded until the lifespan starts."""
     runtime = ApiRuntime()
+    feed = FeedHub(runtime)  # the /ws subscribers of this worker
+    runtime.reload_listeners.append(feed.registry_changed)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -109,9 +116,11 @@ def create_app(*, configure_logs: bool = True) -> FastAPI:
         poller = None
         if settings.model_poll_seconds > 0:
             poller = asyncio.create_task(_poll(runtime, settings.model_poll_seconds))
+        feed.start()
         try:
             yield
         finally:
+            await feed.stop()
             if poller is not None:
                 poller.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -132,11 +141,16 @@ def create_app(*, configure_logs: bool = True) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.runtime = runtime
+    app.state.feed = feed
     # One probe, then the hot routes, then the rest: Starlette matches routes in this order and
     # the OpenAPI paths follow it.
     app.include_router(api_ops.live_router)
     app.include_router(api_predict.router)
     app.include_router(api_ops.router)
+    app.include_router(api_jobs.router)
+    app.include_router(api_accuracy.router)
+    app.include_router(api_dashboard.router)
+    app.include_router(api_ws.router)
 
     add_error_handlers(app)
     app.add_middleware(LazyCORS, runtime=runtime)

@@ -22,7 +22,7 @@ from pipeline.api.data import DataCache
 from pipeline.api.errors import ApiError, NotServedError, unauthorized
 from pipeline.api.freshness import IssueAgeCollector, Staleness, utc_now
 from pipeline.api.middleware import ApiMetrics, ModelCollector, RateLimiter
-from pipeline.api.registry import RegistryHolder, ReloadResult
+from pipeline.api.registry import Registry, RegistryHolder, ReloadResult
 from pipeline.api.served import ServedModel
 from pipeline.artifacts.store import ArtifactStore, code_version
 from pipeline.config import ADMIN_KEY_HEADER, Settings
@@ -73,6 +73,8 @@ class ApiRuntime:
         self.last_prediction_at: str | None = None
         self.reload_lock = asyncio.Lock()
         self.reloads = {"success": 0, "failure": 0}
+        #: called with (old, new) registry after every swap (the live feed: pipeline.api.feed)
+        self.reload_listeners: list[Callable[[Registry, Registry], None]] = []
         self._prediction_counters: dict[tuple[str, str], Any] = {}
         for collector in self.model_collectors():
             self.metrics.registry.register(collector)
@@ -136,7 +138,12 @@ class ApiRuntime:
     async def reload(self) -> ReloadResult:
         holder = self.registry_holder()
         async with self.reload_lock:
+            old = holder.registry
             result = await anyio.to_thread.run_sync(holder.reload)
+            new = holder.registry
+        if new is not old:
+            for listener in self.reload_listeners:
+                listener(old, new)
         self.reloads[result.outcome] += 1
         self.metrics.reloads.labels(outcome=result.outcome).inc()
         return result

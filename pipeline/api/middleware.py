@@ -50,6 +50,17 @@ _API_HEADERS = [
     (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'"),
     (b"cache-control", b"no-store"),
 ]
+#: The dashboard page and its assets: scripts, styles and the feed from this origin only.
+PAGE_PREFIX = "/dashboard"
+_PAGE_HEADERS = [
+    *_BASE_HEADERS,
+    (
+        b"content-security-policy",
+        b"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        b"connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    ),
+    (b"cache-control", b"no-cache"),
+]
 
 
 def install_request_id_filter() -> None:
@@ -123,6 +134,13 @@ class ApiMetrics:
         )
         for outcome in ("success", "failure"):
             self.reloads.labels(outcome=outcome)
+        self.fallbacks = Counter(
+            "prediction_fallbacks",
+            "Predict answers given by a fallback, by why the model asked for could not answer "
+            "and what answered instead",
+            ["reason", "strategy"],
+            registry=reg,
+        )
 
 
 class ModelCollector(Collector):
@@ -210,7 +228,7 @@ class ServingMiddleware:
         scope.setdefault("state", {})["request_id"] = request_id
         path: str = scope["path"]
         extra_headers = [
-            *(_BASE_HEADERS if path in DOCS_PATHS else _API_HEADERS),
+            *_headers_for(path),
             (b"x-request-id", request_id.encode()),
         ]
         status = 500
@@ -256,6 +274,15 @@ class ServingMiddleware:
         finally:
             _record(runtime, scope, status, time.perf_counter() - start)
             request_id_var.reset(token)
+
+
+def _headers_for(path: str) -> list[tuple[bytes, bytes]]:
+    """The security and cache headers of a response to ``path``."""
+    if path in DOCS_PATHS:
+        return _BASE_HEADERS
+    if path.startswith(PAGE_PREFIX):
+        return _PAGE_HEADERS
+    return _API_HEADERS
 
 
 def _read_headers(scope: Scope) -> tuple[str, int | None]:

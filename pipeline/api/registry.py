@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -44,6 +44,9 @@ class Registry:
     errors: list[str]
     signature: tuple[Any, ...]
     models_json: bytes = b""
+    #: (series, model) carried over from the previous registry because its new version failed
+    #: to load, with the load error (the fallbacks of pipeline.api.fallback say so)
+    kept: dict[tuple[str, str], str] = field(default_factory=dict)
 
     @property
     def empty(self) -> bool:
@@ -118,9 +121,10 @@ def store_signature(store: ArtifactStore) -> tuple[Any, ...]:
     return tuple(parts)
 
 
-def _load_one(
+def load_served(
     store: ArtifactStore, series: SeriesId, model: str, version: str, is_champion: bool
 ) -> ServedModel:
+    """Load and serve one version from its newest verified issue."""
     art = store.load(series, model, version)
     info = store.latest_issue(series, model, version)
     issue = None
@@ -148,6 +152,7 @@ class _Loader:
         self.models: dict[tuple[str, str], ServedModel] = {}
         self.champions: dict[str, str] = {}
         self.errors: list[str] = []
+        self.kept: dict[tuple[str, str], str] = {}
 
     def fail(self, what: str, exc: Exception, series: SeriesId, model: str | None) -> None:
         self.errors.append(str(exc))
@@ -162,6 +167,7 @@ class _Loader:
         if model is None or old is None:
             return
         self.models[(series.name, model)] = old
+        self.kept[(series.name, model)] = self.errors[-1] if self.errors else "failed to load"
         if champion and self.previous.champions.get(series.name) == model:
             self.champions[series.name] = model
         logger.warning(
@@ -182,7 +188,7 @@ class _Loader:
         if pointer is None:
             return
         try:
-            self.models[(series.name, pointer.model)] = _load_one(
+            self.models[(series.name, pointer.model)] = load_served(
                 self.store, series, pointer.model, pointer.version, True
             )
             self.champions[series.name] = pointer.model
@@ -199,7 +205,7 @@ class _Loader:
             if version is None:
                 continue
             try:
-                self.models[(series.name, model)] = _load_one(
+                self.models[(series.name, model)] = load_served(
                     self.store, series, model, version, False
                 )
             except PipelineError as exc:
@@ -231,6 +237,7 @@ def load_registry(store: ArtifactStore, previous: Registry | None = None) -> Reg
         loaded_at=datetime.now(UTC),
         errors=errors,
         signature=signature,
+        kept=loader.kept,
     )
     registry.models_json = (
         ModelsResponse(
@@ -324,5 +331,6 @@ __all__ = [
     "RegistryHolder",
     "ReloadResult",
     "load_registry",
+    "load_served",
     "store_signature",
 ]

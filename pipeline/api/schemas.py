@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainValidator, ValidationError
 
+from pipeline.api.fallback_schemas import FallbackInfo
 from pipeline.forecasters.base import DEFAULT_LEVELS
 from pipeline.series import COIN_PATTERN, FREQUENCY_TABLE, VS_PATTERN
 
@@ -99,6 +100,12 @@ class PredictRequest(BaseModel):
         min_length=1,
         max_length=2,
         description="interval levels to return (%)",
+    )
+    fallback: bool | None = Field(
+        None,
+        description="when the model cannot answer, fall back (champion, previous version, a "
+        "finer timeframe's path, naive random walk) and say so in the answer's `fallback` "
+        "block; default: the ENABLE_FALLBACK setting (off)",
     )
 
 
@@ -210,6 +217,9 @@ class PredictResponse(BaseModel):
     forecasts: list[ForecastPoint] = Field(
         description="the steps after the time of the answer, numbered from 1 (fewer than asked "
         "when fewer remain: see freshness.steps_available)"
+    )
+    fallback: FallbackInfo | None = Field(
+        None, description="null unless the request asked for fallbacks (see FallbackInfo)"
     )
 
 

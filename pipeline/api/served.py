@@ -91,6 +91,16 @@ class ServedModel:
         return f"{self.series.name}/{self.model}"
 
     @property
+    def artifact(self) -> LoadedArtifact | None:
+        """The loaded version behind the answers (None only for a hand-built model)."""
+        return self._artifact
+
+    @property
+    def issue(self) -> Issue | None:
+        """The issue served (None: the version's training path)."""
+        return self._issue
+
+    @property
     def age_seconds(self) -> float:
         return (datetime.now(UTC) - self.trained_at).total_seconds()
 

@@ -35,6 +35,7 @@ import pandas as pd
 from pydantic import BaseModel, ValidationError
 
 from pipeline.errors import ArtifactError
+from pipeline.fileio import no_room_error
 from pipeline.forecasters.base import interval_columns
 
 if TYPE_CHECKING:
@@ -144,8 +145,10 @@ def write_issue(
         _write_synced(tmp / ISSUE_FORECAST_FILE, data)
         _write_synced(tmp / ISSUE_FILE, (record.model_dump_json(indent=2) + "\n").encode())
         os.replace(tmp, base / issue_id)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError) and (clear := no_room_error(exc, tmp)) is not None:
+            raise clear from exc
         raise
     return IssueInfo(record, base / issue_id, _parse_forecast(data, base / issue_id))
 

@@ -53,7 +53,7 @@ from pipeline.artifacts.metadata import (
     read_metadata_file,
 )
 from pipeline.errors import ArtifactError
-from pipeline.fileio import atomic_write_json, sha256_file
+from pipeline.fileio import atomic_write_json, no_room_error, sha256_file
 from pipeline.forecasters import Forecaster, forecaster_class
 from pipeline.series import SeriesId
 
@@ -102,6 +102,13 @@ def new_version(now: datetime | None = None) -> str:
     """
     now = now or datetime.now(UTC)
     return f"{now:%Y%m%dT%H%M%S%fZ}-{secrets.token_hex(3)}"
+
+
+def _track_champion(series: SeriesId, model: str, version: str) -> None:
+    """Move the MLflow ``champion`` alias (only when MLFLOW_TRACKING_URI is set)."""
+    from pipeline.train.tracking import promoted
+
+    promoted(series, model, version)
 
 
 class ArtifactStore:
@@ -160,8 +167,10 @@ class ArtifactStore:
                 with open(tmp / name, "rb") as fh:
                     os.fsync(fh.fileno())
             os.replace(tmp, model_dir / version)
-        except BaseException:
+        except BaseException as exc:
             shutil.rmtree(tmp, ignore_errors=True)
+            if isinstance(exc, OSError) and (clear := no_room_error(exc, tmp)) is not None:
+                raise clear from exc
             raise
         logger.info(
             "wrote %s/%s/%s",
@@ -345,6 +354,7 @@ class ArtifactStore:
             reason,
             extra={"series": series.name, "model": model, "version": version},
         )
+        _track_champion(series, model, version)
 
     def rollback(self, series: SeriesId) -> ChampionPointer:
         """Point the champion back at the previous one that still verifies."""
@@ -369,6 +379,7 @@ class ArtifactStore:
             atomic_write_json(
                 self.series_dir(series) / CHAMPION_FILE, pointer.model_dump(mode="json")
             )
+            _track_champion(series, pointer.model, pointer.version)
             return pointer
         raise ArtifactError(f"{series.name}: no previous champion still loads")
 

@@ -83,7 +83,10 @@ def dask_client(scheduler: str | None, n_jobs: int) -> Iterator[Any]:
         return
     workers = n_jobs if n_jobs > 0 else None
     with (
-        LocalCluster(n_workers=workers, threads_per_worker=1, processes=True) as cluster,
+        # Any free port for the dashboard (logged below): two local clusters never collide.
+        LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0"
+        ) as cluster,
         Client(cluster) as client,
     ):
         logger.info("started a local Dask cluster: %s", client.dashboard_link)

@@ -25,6 +25,8 @@ import tenacity
 
 from pipeline.config import Settings
 from pipeline.errors import DataValidationError, IngestError, SourceUnavailableError
+from pipeline.ingest import ratelimit
+from pipeline.ingest.breaker import CircuitBreaker
 from pipeline.logs import Redactor, secret_values
 
 logger = logging.getLogger(__name__)
@@ -123,6 +125,8 @@ class CoinGeckoClient:
         self.session.headers["User-Agent"] = "crypto-forecast-pipeline/0.1"
         # Error texts (requests' own ones too) go through this: they must not carry the key.
         self.redact = Redactor(secret_values(settings))
+        # Shared by every ingesting process: refuses calls while CoinGecko keeps failing.
+        self.breaker = CircuitBreaker.from_settings("coingecko", settings)
         key = settings.coingecko_api_key
         self.has_key = key is not None and bool(key.get_secret_value())
         if key is not None and self.has_key:
@@ -151,6 +155,7 @@ class CoinGeckoClient:
 
     def get_json(self, path: str, params: dict[str, Any], coin: str) -> Any:
         """GET ``base_url + path`` with retries; returns the decoded JSON body."""
+        self.breaker.before_call()
         url = f"{self.base_url}{path}"
         shown = self.redact(url)
         s = self.settings
@@ -178,17 +183,17 @@ class CoinGeckoClient:
             )
 
         def attempt() -> requests.Response:
+            ratelimit.before_call()  # the run's shared call budget (a no-op without one)
             left = s.http_retry_budget - (time.monotonic() - started)
             read_timeout = min(s.http_read_timeout, max(left, _MIN_READ_TIMEOUT))
             response = self.session.get(
                 url, params=params, timeout=(s.http_connect_timeout, read_timeout)
             )
             if response.status_code == 429 or response.status_code >= 500:
-                raise RetryableHTTPError(
-                    response.status_code,
-                    parse_retry_after(response.headers.get("Retry-After")),
-                    _snippet(response.text),
-                )
+                retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                if response.status_code == 429:
+                    ratelimit.rate_limited(retry_after)  # holds every caller of the budget
+                raise RetryableHTTPError(response.status_code, retry_after, _snippet(response.text))
             return response
 
         retrying = tenacity.Retrying(
@@ -202,7 +207,9 @@ class CoinGeckoClient:
         try:
             response = retrying(attempt)
         except RetryableHTTPError as exc:
-            raise self._gave_up(exc, coin, retrying, started) from exc
+            gave_up = self._gave_up(exc, coin, retrying, started)
+            self.breaker.failed(str(gave_up))
+            raise gave_up from exc
         except (requests.ConnectionError, requests.Timeout) as exc:
             attempts = retrying.statistics.get("attempt_number", 1)
             kind = "connection failed"
@@ -210,15 +217,18 @@ class CoinGeckoClient:
                 kind = "timed out"
             elif _is_dns_failure(exc):
                 kind = "host name not resolved, offline?"
-            raise SourceUnavailableError(
+            unreachable = SourceUnavailableError(
                 f"{coin}: CoinGecko unreachable at {self.redact(self.base_url)} ({kind} after "
                 f"{attempts} attempt(s): {type(exc).__name__}); check the network, proxy or "
                 "COINGECKO_BASE_URL, or use --source sample / --source csv:PATH"
-            ) from exc
+            )
+            self.breaker.failed(str(unreachable))
+            raise unreachable from exc
         except requests.RequestException as exc:
             raise IngestError(
                 f"{coin}: request to {shown} failed: {self.redact(str(exc))}"
             ) from exc
+        self.breaker.succeeded()  # it answered (a 4xx or a bad body is not an outage)
         return self._decode(response, shown, coin)
 
     def _gave_up(

@@ -23,6 +23,7 @@ from typing import Any, TextIO
 
 from pipeline.config import Settings
 from pipeline.errors import PipelineError
+from pipeline.fileio import no_room_error
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +65,8 @@ class SeriesOutcome:
     metrics: dict[str, Any] = field(default_factory=dict)
     serving: str | None = None
     seconds: float = 0.0
+    #: Seconds the ingest of this series' raw file waited for the CoinGecko call budget.
+    ingest_wait_seconds: float = 0.0
 
 
 @dataclass
@@ -77,6 +80,12 @@ class CycleRecord:
     duration_seconds: float = 0.0
     series: list[SeriesOutcome] = field(default_factory=list)
     reloaded_api: bool | None = None
+    #: Where the series ran: ``local``, or the Dask cluster's scheduler address.
+    executor: str = "local"
+    #: Seconds every ingest of the cycle waited for the CoinGecko call budget, added up.
+    ingest_wait_seconds: float = 0.0
+    #: Whether the forecast ledger recorded and scored the cycle's issues (None: not tried).
+    ledger_recorded: bool | None = None
 
     @property
     def promoted(self) -> list[SeriesOutcome]:
@@ -113,6 +122,9 @@ class RefreshRecord:
     versions: dict[str, int] = field(default_factory=dict)
     series: list[dict[str, Any]] = field(default_factory=list)
     reloaded_api: bool | None = None
+    executor: str = "local"
+    ingest_wait_seconds: float = 0.0
+    ledger_recorded: bool | None = None
 
     def conclude(self) -> str:
         """Set and return :attr:`status`: every series fine, some failed, or all failed."""
@@ -127,14 +139,31 @@ def history_path(settings: Settings) -> Path:
 
 
 def append_history(settings: Settings, record: CycleRecord | RefreshRecord) -> None:
-    """Append one JSON line (a single write of a whole line, then fsync)."""
+    """Append one JSON line (a single write of a whole line, then fsync).
+
+    A write that fails part-way (disk full, file-size limit) is cut back off, so the next
+    record starts on a line of its own; it raises :class:`~pipeline.errors.StorageError`.
+    """
     path = history_path(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
-    line = json.dumps(asdict(record), default=str) + "\n"
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(line)
-        fh.flush()
-        os.fsync(fh.fileno())
+    data = (json.dumps(asdict(record), default=str) + "\n").encode("utf-8")
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        start = os.lseek(fd, 0, os.SEEK_END)
+        try:
+            view = memoryview(data)
+            while view:  # unbuffered: a short write is seen here, not at close
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, start)  # shrinking needs no room
+            clear = no_room_error(exc, path)
+            if clear is None:
+                raise
+            raise clear from exc
+    finally:
+        os.close(fd)
 
 
 def read_history(

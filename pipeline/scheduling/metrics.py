@@ -26,7 +26,13 @@ HTTP endpoint (``SCHEDULER_METRICS_PORT``).
 ``refresh_interval_seconds{series}``        gauge   the refresh cadence of each series the
                                                     scheduler refreshes (``REFRESH_ENABLED``
                                                     and ``REFRESH_MINUTES_<freq>`` above 0)
+``ingest_circuit_state{provider}``          gauge   circuit breaker of each data provider:
+                                                    0 closed, 1 half-open, 2 open
+``ingest_circuit_failures{provider}``       gauge   its consecutive failed calls
 =========================================== ======= ==========================================
+
+The forecast ledger's families (``ledger_*``: live coverage, WIS ratio, matured points per series
+and model) are listed in :mod:`pipeline.scheduling.ledger_metrics`.
 
 The ``refresh_last_*`` and ``refresh_versions`` families appear once a refresh is recorded,
 ``retrain_last_*`` once a cycle is.
@@ -48,6 +54,7 @@ from prometheus_client.registry import Collector
 
 from pipeline.config import Settings
 from pipeline.ingest import raw_path, read_meta
+from pipeline.ingest.breaker import PROVIDERS, STATE_VALUES, read_state
 from pipeline.scheduling.history import (
     CYCLE_OUTCOMES,
     REFRESH,
@@ -56,6 +63,7 @@ from pipeline.scheduling.history import (
     last_success,
     read_history,
 )
+from pipeline.scheduling.ledger_metrics import ledger_families
 
 logger = logging.getLogger(__name__)
 
@@ -118,6 +126,26 @@ class SchedulerCollector(Collector):
             },
         )
         yield from refresh_families(settings, read_history(settings, kind=REFRESH))
+        yield from breaker_families(settings)
+        yield from ledger_families(settings, history + read_history(settings, kind=REFRESH))
+
+
+def breaker_families(settings: Settings) -> Iterator[Metric]:
+    """``ingest_circuit_*``: each provider's circuit-breaker state file, as every ingesting
+    process shares it."""
+    states = {p: read_state(Path(settings.data_dir), p) for p in PROVIDERS}
+    yield from _gauge_by(
+        "ingest_circuit_state",
+        "Circuit breaker of the data provider: 0 closed, 1 half-open, 2 open.",
+        "provider",
+        {p: STATE_VALUES[s.state] for p, s in states.items()},
+    )
+    yield from _gauge_by(
+        "ingest_circuit_failures",
+        "Consecutive failed calls to the data provider.",
+        "provider",
+        {p: s.failures for p, s in states.items()},
+    )
 
 
 def _outcome_counter(name: str, doc: str, outcomes: tuple[str, ...], history: list[Any]) -> Metric:

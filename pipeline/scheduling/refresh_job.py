@@ -18,9 +18,10 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.config import Settings
+from pipeline.ingest import ratelimit
 from pipeline.scheduling.cycle import Stages, run_stage
 from pipeline.scheduling.history import (
     REFRESH,
@@ -29,9 +30,13 @@ from pipeline.scheduling.history import (
     append_history,
     cycle_lock,
 )
+from pipeline.scheduling.ledger_update import update_ledger
 from pipeline.scheduling.metrics import write_metrics_file
 from pipeline.scheduling.notify import alert_refresh, notify_api
 from pipeline.series import SeriesId
+
+if TYPE_CHECKING:
+    from pipeline.scheduling.cluster import Cluster
 
 logger = logging.getLogger(__name__)
 
@@ -87,10 +92,13 @@ def run_refresh(
     stages: Stages | None = None,
     stop: threading.Event | None = None,
     clock: Clock = _utc_now,
+    cluster: Cluster | None = None,
 ) -> RefreshRecord:
     """One locked refresh of ``series`` (default: every configured one), recorded, alerted and
     followed by an API reload when an issue was written. ``stages`` supplies the ingest and
     process functions (the cycle's; tests inject fakes), each run with the stage time limit.
+    With ``cluster`` each series is one task on that Dask cluster (see
+    :mod:`pipeline.scheduling.cluster`); either way CoinGecko calls share one call budget.
 
     Raises :class:`~pipeline.scheduling.history.LockBusyError` (having done nothing) when a
     cycle or another refresh holds the lock.
@@ -109,17 +117,29 @@ def run_refresh(
     with cycle_lock(settings, job=REFRESH):
         started = time.monotonic()
         record = RefreshRecord(run_id=uuid.uuid4().hex[:12], started_at=clock().isoformat())
-        outcomes = refresh_many(
-            list(series or settings.series()),
-            settings,
-            ingest=lambda s, st: run_stage("ingest", lambda: ingest(s, st), timeout, stop),
-            process=lambda s, st: run_stage("process", lambda: process(s, st), timeout, stop),
-            clock=clock,
-        )
+        todo = list(series or settings.series())
+        if cluster is not None:
+            record.executor = cluster.address
+            outcomes, record.ingest_wait_seconds = cluster.run_refresh_series(
+                todo, settings, ingest, process, stop, record.run_id, clock
+            )
+        else:
+            with ratelimit.use(ratelimit.budget_for(settings)) as meter:
+                outcomes = refresh_many(
+                    todo,
+                    settings,
+                    ingest=lambda s, st: run_stage("ingest", lambda: ingest(s, st), timeout, stop),
+                    process=lambda s, st: run_stage(
+                        "process", lambda: process(s, st), timeout, stop
+                    ),
+                    clock=clock,
+                )
+            record.ingest_wait_seconds = round(meter.waited_seconds, 3)
         record.series = [o.summary() for o in outcomes]
         statuses = [v.status for o in outcomes for v in o.versions]
         record.versions = {status: statuses.count(status) for status in VERSION_STATUSES}
         record.conclude()
+        record.ledger_recorded = update_ledger(settings, todo)
         if record.issued:
             record.reloaded_api = notify_api(settings)
         record.ended_at = clock().isoformat()
@@ -149,8 +169,9 @@ class RefreshJob:
         stop: threading.Event | None = None,
         clock: Clock = _utc_now,
         catchup: bool = True,
+        cluster: Cluster | None = None,
     ) -> None:
-        self.settings, self.stages, self.clock = settings, stages, clock
+        self.settings, self.stages, self.clock, self.cluster = settings, stages, clock, cluster
         self.stop = stop or threading.Event()
         self.offset = timedelta(seconds=settings.refresh_offset_seconds)
         self.every: dict[SeriesId, timedelta] = {}
@@ -193,7 +214,12 @@ class RefreshJob:
             return None
         try:
             record = run_refresh(
-                self.settings, due, stages=self.stages, stop=self.stop, clock=self.clock
+                self.settings,
+                due,
+                stages=self.stages,
+                stop=self.stop,
+                clock=self.clock,
+                cluster=self.cluster,
             )
         except LockBusyError as exc:
             if frozenset(due) != self._busy_logged:

@@ -17,7 +17,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import FrameType
@@ -28,6 +28,7 @@ import schedule
 from pipeline.config import Settings
 from pipeline.errors import PipelineError, UsageError
 from pipeline.logs import redact
+from pipeline.scheduling.cluster import Cluster
 from pipeline.scheduling.cycle import Stages, run_cycle
 from pipeline.scheduling.history import (
     EXIT_LOCKED,
@@ -106,6 +107,8 @@ class Options:
     models: list[str] | None = None  # None: every default candidate
     catchup: bool = True  # run a missed cycle (RETRAIN_CATCHUP allowing) and a refresh at start
     history_limit: int = 10
+    scheduler: str | None = None  # a Dask cluster's address (default DASK_SCHEDULER_ADDRESS)
+    workers: int | None = None  # or a local Dask cluster of this many worker processes
 
 
 def catchup_now(settings: Settings, options: Options, now: datetime) -> bool:
@@ -124,10 +127,11 @@ def run_once(
     *,
     stages: Stages | None = None,
     out: TextIO | None = None,
+    cluster: Cluster | None = None,
 ) -> int:
     """One cycle; one line per series on ``out``. 0 success, 1 a series failed, 3 locked."""
     return _report(
-        lambda: run_cycle(settings, stages=stages, models=models, stop=stop),
+        lambda: run_cycle(settings, stages=stages, models=models, stop=stop, cluster=cluster),
         lambda o: (o.series, o.status, o.reason),
         out or sys.stdout,
     )
@@ -135,11 +139,11 @@ def run_once(
 
 def refresh_once(
     settings: Settings, stop: threading.Event, *, stages: Stages | None = None,
-    out: TextIO | None = None,
+    out: TextIO | None = None, cluster: Cluster | None = None,
 ) -> int:  # fmt: skip
     """One refresh of every series; one line per series. 0 ok, 1 a refresh failed, 3 locked."""
     return _report(
-        lambda: run_refresh(settings, stages=stages, stop=stop),
+        lambda: run_refresh(settings, stages=stages, stop=stop, cluster=cluster),
         lambda o: (o["series"], o["status"], o["reason"]),
         out or sys.stdout,
     )
@@ -154,6 +158,9 @@ def _report(
     except LockBusyError as exc:
         logger.warning("%s", exc)
         return EXIT_LOCKED
+    except PipelineError as exc:  # e.g. the run history could not be written (disk full)
+        logger.error("%s", exc)
+        return exc.exit_code
     for outcome in record.series:
         series, status, reason = fields(outcome)
         out.write(f"{series}: {status} - {reason}\n")
@@ -185,6 +192,7 @@ def print_history(settings: Settings, limit: int, out: TextIO | None = None) -> 
 
 def plan(settings: Settings, options: Options, now: datetime) -> dict[str, Any]:
     """What the scheduler would do (``--dry-run``); a password in API_URL is shown masked."""
+    cluster = Cluster.from_options(settings, options.scheduler, options.workers)
     return {
         "series": [s.name for s in settings.series()],
         "models": options.models or "all defaults",
@@ -192,6 +200,7 @@ def plan(settings: Settings, options: Options, now: datetime) -> dict[str, Any]:
         "next_run": options.schedule.next_run(now, settings.retrain_at).isoformat(),
         "catchup_now": catchup_now(settings, options, now),
         "stages": list(CYCLE_STEPS),
+        "runs_on": cluster.describe() if cluster is not None else "this process",
         "refresh": refresh_plan(settings, now, catchup=options.catchup),
         "models_dir": str(settings.models_dir),
         "api_url": redact(settings.api_url) if settings.api_url else None,
@@ -206,6 +215,7 @@ def serve(
     stages: Stages | None = None,
     now: datetime | None = None,
     metrics_addr: str = "0.0.0.0",
+    cluster: Cluster | None = None,
 ) -> int:
     """The schedule loop: runs until ``stop`` is set (by a signal), then returns 0.
 
@@ -216,7 +226,7 @@ def serve(
         write_metrics_file(settings)
 
         def job() -> None:
-            code = run_once(settings, options.models, stop, stages=stages)
+            code = run_once(settings, options.models, stop, stages=stages, cluster=cluster)
             logger.info("cycle finished with exit status %d", code)
 
         runner = schedule.Scheduler()
@@ -230,7 +240,9 @@ def serve(
         logger.info("next cycle at %s (local clock)", runner.next_run)
         refresher = None
         if settings.refresh_enabled:
-            refresher = RefreshJob(settings, stages=stages, stop=stop, catchup=options.catchup)
+            refresher = RefreshJob(
+                settings, stages=stages, stop=stop, catchup=options.catchup, cluster=cluster
+            )
         while not stop.is_set():
             runner.run_pending()
             idle = max(1.0, runner.idle_seconds or 1.0)
@@ -271,13 +283,14 @@ def run(settings: Settings, options: Options, out: TextIO | None = None) -> int:
         out.write(json.dumps(plan(settings, options, datetime.now(UTC)), indent=2) + "\n")
         return 0
     stop = threading.Event()
-    with stop_on_signals(stop):
+    cluster = Cluster.from_options(settings, options.scheduler, options.workers)
+    with stop_on_signals(stop), cluster or nullcontext():
         if options.command == "refresh-once":
-            return refresh_once(settings, stop, out=out)
+            return refresh_once(settings, stop, out=out, cluster=cluster)
         if options.command == "once":
             try:
-                return run_once(settings, options.models, stop, out=out)
+                return run_once(settings, options.models, stop, out=out, cluster=cluster)
             except PipelineError as exc:
                 logger.error("%s", exc)
                 return exc.exit_code
-        return serve(settings, options, stop)
+        return serve(settings, options, stop, cluster=cluster)

@@ -35,6 +35,7 @@ from pipeline.errors import PipelineError, UsageError
 from pipeline.evaluation.champion import ensure_naive, training_champion
 from pipeline.forecasters import parse_models
 from pipeline.series import SeriesId
+from pipeline.train import tracking
 from pipeline.train.fit import FitTask, progress, run_fit
 from pipeline.train.selection import model_params, selection_backtest
 
@@ -210,6 +211,8 @@ def train_many(
         )
 
     for result in results.values():
+        if tracking.enabled(settings):  # MLflow, when MLFLOW_TRACKING_URI is set
+            tracking.log_training(settings, result, store)
         _choose_champion(store, result, promote=promote)
     return list(results.values())
 

@@ -112,18 +112,23 @@ def read_forecast(store: ArtifactStore, meta: ArtifactMetadata) -> pd.DataFrame:
     return pd.read_csv(store.version_dir(meta.series_id, meta.model, meta.version) / FORECAST_FILE)
 
 
-def processed_file(data_dir: Path, series: SeriesId, n: int = 20, *, end: str = "now") -> Path:
+def processed_file(
+    data_dir: Path, series: SeriesId, n: int = 20, *, end: str = "now", y: pd.Series | None = None
+) -> Path:
     """Processed data for ``series`` made by the real process stage from a written raw file.
 
     ``n`` points of ``series.freq`` ending at ``end`` (the current step by default), prices
-    100, 101, ...; returns the processed CSV (beside it, the meta file with its checksum).
+    100, 101, ...; or the prices ``y`` (e.g. those of :func:`prices`) when given. Returns the
+    processed CSV (beside it, the meta file with its checksum).
     """
     step = freq_offset(series.freq)
     last = pd.Timestamp.now(tz="UTC").floor(step) if end == "now" else pd.Timestamp(end, tz="UTC")
     ds = pd.date_range(end=last, periods=n, freq=step)
+    price = 100.0 + np.arange(n)
+    if y is not None:
+        ds, price = pd.DatetimeIndex(y.index), y.to_numpy(dtype=float)
     raw = raw_source_path(data_dir, series)
     raw.parent.mkdir(parents=True, exist_ok=True)
-    price = 100.0 + np.arange(n)
     pd.DataFrame(
         {"ds": ds.strftime(DS_FORMAT), "price": price, "market_cap": price * 1e6, "volume": 1e5}
     ).to_csv(raw, index=False)

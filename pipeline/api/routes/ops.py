@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import anyio
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import Response
+from fastapi.responses import PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from pipeline import __version__
@@ -30,6 +30,7 @@ from pipeline.api.ops_schemas import (
 )
 from pipeline.api.schemas import COIN_REGEX, MODEL_REGEX, ErrorResponse, Timeframe
 from pipeline.errors import PipelineError, UsageError
+from pipeline.ingest.breaker import CLOSED, PROVIDERS, read_state
 from pipeline.logs import Redactor, secret_values
 from pipeline.series import SeriesId
 
@@ -79,6 +80,8 @@ async def root() -> Response:
                 "status": "/status",
                 "metrics": "/metrics",
                 "openapi": "/openapi.json",
+                "dashboard": "/dashboard",
+                "feed": "/ws",
             },
         }
     )
@@ -91,7 +94,13 @@ CoinQuery = Annotated[
 TimeframeQuery = Annotated[Timeframe | None, Query(description="default: the first configured one")]
 
 
-@router.get("/api/v1/models", response_model=ModelsResponse, dependencies=API_KEY, tags=["models"])
+@router.get(
+    "/api/v1/models",
+    response_model=ModelsResponse,
+    responses={401: ERRORS[401]},
+    dependencies=API_KEY,
+    tags=["models"],
+)
 async def list_models(request: Request) -> Response:
     """Every loaded series and model with version, metrics and the champion flag."""
     return json_response(runtime_of(request).registry_holder().registry.models_json)
@@ -222,7 +231,15 @@ async def health_detailed(request: Request) -> Response:
             }
         except OSError as exc:
             disk = {"status": "unknown", "error": type(exc).__name__}
-        return {"data": freshness, "disk": disk}
+        breakers = {p: read_state(settings.data_dir, p) for p in PROVIDERS}
+        sources = {
+            p: {
+                **b.as_json(settings.breaker_cooldown_seconds),
+                "last_error": _scrubbed(request, [b.last_error])[0] if b.last_error else None,
+            }
+            for p, b in breakers.items()
+        }
+        return {"data": freshness, "disk": disk, "sources": sources}
 
     extra = await anyio.to_thread.run_sync(gather)
     ages = [m.age_seconds for m in registry.models.values()]
@@ -237,9 +254,10 @@ async def health_detailed(request: Request) -> Response:
         "loaded_at": registry.loaded_at.isoformat(),
     }
     data_ok = all(v["status"] == "ok" for v in extra["data"].values())
+    sources_ok = all(v["state"] == CLOSED for v in extra["sources"].values())
     if registry.empty:
         status, code = "unavailable", 503
-    elif models["status"] == "ok" and data_ok and extra["disk"]["status"] == "ok":
+    elif models["status"] == "ok" and data_ok and sources_ok and extra["disk"]["status"] == "ok":
         status, code = "ok", 200
     else:
         status, code = "degraded", 200
@@ -250,6 +268,10 @@ async def health_detailed(request: Request) -> Response:
                 "models": models,
                 "data": {"status": "ok" if data_ok else "degraded", "series": extra["data"]},
                 "disk": extra["disk"],
+                "sources": {
+                    "status": "ok" if sources_ok else "degraded",
+                    "circuits": extra["sources"],
+                },
             },
         },
         code,
@@ -286,7 +308,12 @@ async def status(request: Request) -> Response:
     )
 
 
-@router.get("/metrics", tags=["health"], summary="Prometheus metrics (text format)")
+@router.get(
+    "/metrics",
+    response_class=PlainTextResponse,  # documents text/plain; the handler sets the exact type
+    tags=["health"],
+    summary="Prometheus metrics (text format)",
+)
 async def metrics(request: Request) -> Response:
     runtime = runtime_of(request)
     settings = runtime.settings

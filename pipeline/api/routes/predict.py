@@ -17,6 +17,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from pipeline.api import fallback
 from pipeline.api.deps import ApiRuntime, Runtime, lookup
 from pipeline.api.errors import (
     ApiError,
@@ -72,12 +73,23 @@ async def predict_compat_get(runtime: Runtime, query: Annotated[CompatQuery, Que
     summary="Forecast a series from its champion (or a named model)",
 )
 async def predict_v1(runtime: Runtime, body: PredictRequest) -> bytes:
+    if body.fallback or (body.fallback is None and runtime._settings().enable_fallback):
+        return await _with_fallback(runtime, body, runtime.clock())
     served = lookup(runtime, body.coin, body.vs_currency, body.timeframe, body.model)
     payload = served.predict_json(
         body.steps, body.levels, now=runtime.clock(), policy=runtime.staleness
     )
     runtime.count_prediction(served)
     return payload
+
+
+async def _with_fallback(runtime: ApiRuntime, body: PredictRequest, now: datetime) -> bytes:
+    """The answer of a request that asked for fallbacks (:mod:`pipeline.api.fallback`)."""
+    found = await fallback.resolve(runtime, body.coin, body.vs_currency, body.timeframe, body.model)
+    payload = found.served.predict_json(body.steps, body.levels, now=now, policy=runtime.staleness)
+    fallback.count(runtime, found.info)
+    runtime.count_prediction(found.served)
+    return fallback.with_fallback(payload, found.info_json)
 
 
 @router.post(
@@ -120,7 +132,14 @@ async def predict_batch(runtime: Runtime, body: BatchRequest) -> bytes:
             details=[{"field": "body.requests", "message": message, "maximum": maximum}],
         )
     now = runtime.clock()  # one time for the whole batch: every item answers the same "now"
-    parts = [_batch_item(runtime, index, item, now) for index, item in enumerate(items)]
+    default = runtime._settings().enable_fallback
+    parts = [
+        await _batch_item_with_fallback(runtime, index, item, now)
+        if isinstance(item, PredictRequest)
+        and (item.fallback or (item.fallback is None and default))
+        else _batch_item(runtime, index, item, now)
+        for index, item in enumerate(items)
+    ]
     errors = sum(not ok for _, ok in parts)
     metrics = BatchMetrics(
         count=len(items),
@@ -139,15 +158,31 @@ def _batch_item(
             raise invalid_input(item.errors, f"requests.{index}")
         served = lookup(runtime, item.coin, item.vs_currency, item.timeframe, item.model)
         payload = served.predict_json(item.steps, item.levels, now=now, policy=runtime.staleness)
-    except StepsError as exc:
+    except (StepsError, ForecastUnavailable, ApiError) as exc:
+        return _batch_error(index, exc), False
+    runtime.count_prediction(served)
+    return _ITEM_OK.fill(b"%d" % index, payload), True
+
+
+async def _batch_item_with_fallback(
+    runtime: ApiRuntime, index: int, item: PredictRequest, now: datetime
+) -> tuple[bytes, bool]:
+    """One item that asked for fallbacks: its answer with the fallback block, or its error."""
+    try:
+        payload = await _with_fallback(runtime, item, now)
+    except (StepsError, ForecastUnavailable, ApiError) as exc:
+        return _batch_error(index, exc), False
+    return _ITEM_OK.fill(b"%d" % index, payload), True
+
+
+def _batch_error(index: int, exc: StepsError | ForecastUnavailable | ApiError) -> bytes:
+    """The failed item's JSON: the error it would have had alone."""
+    if isinstance(exc, StepsError):
         error = steps_beyond_horizon(exc, f"requests.{index}.steps")
-    except ForecastUnavailable as exc:
+    elif isinstance(exc, ForecastUnavailable):
         error = forecast_unavailable(exc)
-    except ApiError as exc:
-        error = exc
     else:
-        runtime.count_prediction(served)
-        return _ITEM_OK.fill(b"%d" % index, payload), True
+        error = exc
     err = error_body(
         error.code,
         error.message,
@@ -155,4 +190,4 @@ def _batch_item(
         available=error.available,
         details=error.details,
     )
-    return _ITEM_FAILED.fill(b"%d" % index, err, b"%d" % error.status), False
+    return _ITEM_FAILED.fill(b"%d" % index, err, b"%d" % error.status)

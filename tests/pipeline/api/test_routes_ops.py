@@ -165,3 +165,16 @@ def test_metrics_pass_promtool(client: TestClient) -> None:
         ["promtool", "check", "metrics"], input=text, capture_output=True, text=True, timeout=30
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_health_detailed_shows_an_open_circuit(client: TestClient, tmp_path: Path) -> None:
+    from pipeline.ingest.breaker import CircuitBreaker
+
+    sources = client.get("/health/detailed").json()["components"]["sources"]
+    assert sources["status"] == "ok" and sources["circuits"]["coingecko"]["state"] == "closed"
+    CircuitBreaker("coingecko", tmp_path / "data", 1, 900.0).failed("HTTP 503 after 5 attempt(s)")
+    body = client.get("/health/detailed").json()
+    circuit = body["components"]["sources"]["circuits"]["coingecko"]
+    assert body["status"] == "degraded" and body["components"]["sources"]["status"] == "degraded"
+    assert circuit["state"] == "open" and circuit["consecutive_failures"] == 1
+    assert circuit["last_error"] == "HTTP 503 after 5 attempt(s)" and circuit["retry_at"]

@@ -60,6 +60,8 @@ def api_url(tmp_path: Path) -> Iterator[str]:
         "ADMIN_API_KEY": ADMIN_KEY,
         "RATE_LIMIT_PER_MINUTE": "0",
         "LOG_FORMAT": "json",
+        # Never the network, whatever a request starts.
+        "SOURCE": "sample",
     }
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     log_path = tmp_path / "server.log"
@@ -106,14 +108,17 @@ def test_api_honours_its_openapi_document(api_url: str, tmp_path: Path) -> None:
         f"X-API-Key: {API_KEY}",
         "--header",
         f"{ADMIN_KEY_HEADER}: {ADMIN_KEY}",
+        # Starting jobs runs whole training cycles in child processes: the jobs tests cover it.
+        "--exclude-name",
+        "POST /admin/jobs",
     ]
     # In tmp_path: schemathesis' own files (.schemathesis/, reports) stay out of the checkout.
     result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=420)
     report = result.stdout + result.stderr
     assert result.returncode == 0, report
-    # Every operation of the document was tested, and nothing was skipped for an error.
+    # Every operation of the document but the excluded one was tested, none skipped for an error.
     operations = re.search(r"Selected: (\d+)/(\d+)\s+Tested: (\d+)", report)
     assert operations is not None, report
     selected, total, tested = map(int, operations.groups())
-    assert selected == total == tested >= 14, report
+    assert selected == tested == total - 1 >= 14, report
     assert re.search(r"Test cases:\s+\d+ generated", report), report

@@ -361,3 +361,29 @@ def test_no_promotion_means_no_reload(settings: Settings, recorder: Any) -> None
     record = run_cycle(wired, stages=fake_stages(broken))
     assert record.reloaded_api is None
     assert handler.received == []
+
+
+def test_the_cycle_paces_coingecko_calls_and_records_the_wait(tmp_path: Path) -> None:
+    from tests.helpers.cluster import FIXED_NOW, RateLimitedCoinGecko, coingecko_ingest
+
+    coins = ["bitcoin", "ethereum", "tether"]
+    fake = RateLimitedCoinGecko(coins=tuple(coins), now=FIXED_NOW).start()
+    try:
+        settings = load_settings(
+            coins=coins, frequencies=["1d", "4h"], history_days=30, source="coingecko",
+            coingecko_base_url=fake.base_url, coingecko_calls_per_minute=60, coingecko_burst=1,
+        )  # fmt: skip
+        stages = fake_stages(FakeTrainer({"naive": good_metrics()}), ingest=coingecko_ingest)
+        record = run_cycle(settings, stages=stages, models=["naive"])
+    finally:
+        fake.stop()
+
+    assert [o.status for o in record.series] == ["promoted"] * 6
+    times = [t for t, _ in fake.arrivals]
+    assert len(times) == 6  # one call per raw file: 1d and the hourly file behind 4h
+    assert all(b - a >= 0.9 for a, b in zip(times, times[1:], strict=False))  # one a second
+    # each raw file here feeds one series: the cycle's total is the sum of the series' waits
+    assert record.ingest_wait_seconds == pytest.approx(
+        sum(o.ingest_wait_seconds for o in record.series), abs=0.01
+    )
+    assert read_history(settings)[-1]["ingest_wait_seconds"] == record.ingest_wait_seconds

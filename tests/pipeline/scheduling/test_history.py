@@ -52,6 +52,7 @@ def test_history_is_one_json_line_per_cycle_oldest_first(settings: Settings) -> 
         "metrics": {},
         "serving": None,
         "seconds": 0.0,
+        "ingest_wait_seconds": 0.0,
     }
     assert [r["run_id"] for r in read_history(settings, limit=1)] == ["b"]
 
@@ -128,3 +129,36 @@ def test_lock_is_held_across_processes(settings: Settings) -> None:
     assert held.returncode == EXIT_LOCKED, held.stderr
     assert "another retraining cycle is running" in held.stdout
     assert free.returncode == 0, free.stderr
+
+
+CHILD_APPEND = """
+import resource, sys
+from pipeline.config import get_settings
+from pipeline.errors import StorageError
+from pipeline.scheduling.history import CycleRecord, append_history
+limit = int(sys.argv[1])
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+try:
+    append_history(get_settings(), CycleRecord(run_id="c" * 500, started_at="now"))
+except StorageError as exc:
+    print(exc)
+    raise SystemExit(1)
+"""
+
+
+def test_an_append_cut_off_by_lack_of_room_leaves_no_torn_line(settings: Settings) -> None:
+    """A child whose file-size limit lets only part of the line through: the part is cut off
+    again and a clear error is raised; the next append starts on its own line."""
+    append_history(settings, record("a", "success"))
+    path = history_path(settings)
+    before = path.read_bytes()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "MODELS_DIR": str(settings.models_dir)}
+    child = subprocess.run(
+        [sys.executable, "-c", CHILD_APPEND, str(len(before) + 100)],
+        capture_output=True, text=True, env=env, timeout=60,
+    )  # fmt: skip
+    assert child.returncode == 1, child.stderr
+    assert "cannot write" in child.stdout and "nothing was replaced" in child.stdout
+    assert path.read_bytes() == before
+    append_history(settings, record("b", "success"))
+    assert [r["run_id"] for r in read_history(settings)] == ["a", "b"]

@@ -99,6 +99,8 @@ def test_metrics_from_history_and_raw_files(three_series: Settings) -> None:
         "retrain_data_age_seconds": "gauge",
         "refresh_runs": "counter",
         "refresh_interval_seconds": "gauge",
+        "ingest_circuit_state": "gauge",
+        "ingest_circuit_failures": "gauge",
     }
     assert samples == {
         ("retrain_runs_total", (("outcome", "failure"),)): 1,
@@ -121,6 +123,9 @@ def test_metrics_from_history_and_raw_files(three_series: Settings) -> None:
             ("refresh_interval_seconds", (("series", f"bitcoin-usd-{freq}"),)): seconds
             for freq, seconds in (("1d", 86400), ("1h", 3600), ("4h", 3600))
         },
+        # no circuit-breaker state recorded: closed
+        ("ingest_circuit_state", (("provider", "coingecko"),)): 0,
+        ("ingest_circuit_failures", (("provider", "coingecko"),)): 0,
     }
 
 
@@ -239,11 +244,14 @@ def test_before_any_cycle_only_the_counters_and_the_refresh_cadence_are_exported
         "retrain_promotions": "counter",
         "refresh_runs": "counter",
         "refresh_interval_seconds": "gauge",
+        "ingest_circuit_state": "gauge",
+        "ingest_circuit_failures": "gauge",
     }
     interval = samples.pop(("refresh_interval_seconds", (("series", "bitcoin-usd-1d"),)))
     assert interval == 86400
     assert set(samples.values()) == {0}
-    assert len(samples) == 8  # four cycle outcomes, one series, three refresh outcomes
+    # four cycle outcomes, one series, three refresh outcomes, a closed circuit, no failures
+    assert len(samples) == 10
 
 
 def test_data_ages_skip_unreadable_meta_and_read_naive_times_as_utc(settings: Settings) -> None:

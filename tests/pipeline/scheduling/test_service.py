@@ -109,6 +109,7 @@ def test_plan(settings: Settings) -> None:
         "next_run": "2026-11-21T18:00:00+00:00",
         "catchup_now": True,
         "stages": ["ingest", "process", "train", "gate", "promote", "reload API"],
+        "runs_on": "this process",
         "refresh": {
             "enabled": True,
             "catchup_now": True,
