@@ -2,7 +2,7 @@
 # Make sure a Docker daemon answers and debootstrap is there, for the image test
 # (tests/test_image.py, make image-test). Idempotent and quick when all is in place:
 #   - installs Debian's docker.io and debootstrap when missing (apt-get update only if needed);
-#   - starts dockerd in the background when no daemon answers, and waits for it (30 s at most).
+#   - starts dockerd in the background when no daemon answers, and waits for it (60 s at most, two tries).
 # Exit 0 when the daemon answers; 1, with the reason on stderr, when it cannot (e.g. no root, no
 # privileges to start a daemon): callers print that and go on, and the image test then skips.
 set -euo pipefail
@@ -40,14 +40,26 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 daemon_log=${DOCKERD_LOG:-/var/log/dockerd.log}
-say "starting dockerd in the background (log: $daemon_log)"
-setsid dockerd >"$daemon_log" 2>&1 < /dev/null &
-for _ in $(seq 30); do
-  docker_answers && exit 0
-  if ! kill -0 $! 2>/dev/null; then
-    break
-  fi
-  sleep 1
+# Two tries: on a busy machine dockerd can give up waiting for its containerd ("timeout waiting
+# for containerd to start"); a daemon killed earlier can leave stale pid files behind.
+for try in 1 2; do
+  say "starting dockerd in the background (try $try; log: $daemon_log)"
+  for pidfile in /var/run/docker.pid /var/run/docker/containerd/containerd.pid; do
+    if [ -f "$pidfile" ] && ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+      rm -f "$pidfile"
+    fi
+  done
+  setsid dockerd >"$daemon_log" 2>&1 < /dev/null &
+  pid=$!
+  for _ in $(seq 60); do
+    docker_answers && exit 0
+    if ! kill -0 "$pid" 2>/dev/null; then
+      break
+    fi
+    sleep 1
+  done
+  kill "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
 done
 say "dockerd did not come up; the last lines of $daemon_log:"
 tail -n 15 "$daemon_log" >&2
