@@ -173,12 +173,9 @@ class ArtifactStore:
                 raise clear from exc
             raise
         logger.info(
-            "wrote %s/%s/%s",
-            series.name,
-            forecaster.name,
-            version,
+            "wrote %s/%s/%s", series.name, forecaster.name, version,
             extra={"series": series.name, "model": forecaster.name, "version": version},
-        )
+        )  # fmt: skip
         return meta
 
     # -- reading ------------------------------------------------------------------------------
@@ -347,13 +344,9 @@ class ArtifactStore:
         )
         atomic_write_json(self.series_dir(series) / CHAMPION_FILE, pointer.model_dump(mode="json"))
         logger.info(
-            "champion of %s is now %s/%s (%s)",
-            series.name,
-            model,
-            version,
-            reason,
+            "champion of %s is now %s/%s (%s)", series.name, model, version, reason,
             extra={"series": series.name, "model": model, "version": version},
-        )
+        )  # fmt: skip
         _track_champion(series, model, version)
 
     def rollback(self, series: SeriesId) -> ChampionPointer:
