@@ -24,6 +24,7 @@ REGISTRY: dict[str, str] = {
     "aci_garch": "conformal:AdaptiveConformalGarch",
     "ensemble": "ensemble:Ensemble",
     "band_average": "band_average:BandAverage",
+    "calibrated_band_average": "level_calibrated:CalibratedBandAverage",
 }
 
 #: What training and the nightly cycle fit by default: the baselines, the classical models, the

@@ -27,6 +27,7 @@ QUALITY = (
     "aci_garch",
     "ensemble",
     "band_average",
+    "calibrated_band_average",
 )
 NAMES = [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in OURS + QUALITY]
 
@@ -46,6 +47,10 @@ def _fit(name: str, prices: pd.Series, cache: dict[str, object]):
     if name not in cache:
         cache[name] = make_forecaster(name).fit(prices)
     return cache[name]
+
+
+def test_every_registered_forecaster_is_checked_here() -> None:
+    assert set(REGISTRY) == set(OURS + QUALITY)
 
 
 def test_registry_lists_our_models() -> None:
