@@ -30,6 +30,7 @@ from pipeline.api.wire import utc_second
 from pipeline.artifacts.store import CHAMPION_FILE, ArtifactStore
 from pipeline.errors import PipelineError
 from pipeline.series import SeriesId
+from pipeline.storage.sync import pull_store
 
 logger = logging.getLogger(__name__)
 
@@ -270,17 +271,30 @@ class RegistryHolder:
         self._lock = threading.Lock()
         self.registry: Registry = Registry({}, {}, datetime.now(UTC), [], ())
 
+    def pull(self) -> None:
+        """An s3:// MODELS_DIR: bring the working copy up to date with the verified versions
+        and pointers of the store (a no-op for a local folder). A store that does not answer
+        is logged and the working copy keeps serving."""
+        try:
+            pull_store(self.store.root)
+        except PipelineError as exc:
+            logger.error("cannot pull the models from the object store: %s", exc)
+
     def load_initial(self) -> Registry:
+        self.pull()
         self.registry = load_registry(self.store)
         return self.registry
 
     def needs_reload(self) -> bool:
-        """True when the champion pointers, latest versions or served issues changed on disk."""
+        """True when the champion pointers, latest versions or served issues changed on disk
+        (after a pull, for an object store)."""
+        self.pull()
         return store_signature(self.store) != self.registry.signature
 
     def reload(self) -> ReloadResult:
         """Load beside the current registry, then swap; failures keep the old versions."""
         start = time.perf_counter()
+        self.pull()
         with self._lock:
             old = self.registry
             try:

@@ -56,6 +56,7 @@ from pipeline.errors import ArtifactError
 from pipeline.fileio import atomic_write_json, no_room_error, sha256_file
 from pipeline.forecasters import Forecaster, forecaster_class
 from pipeline.series import SeriesId
+from pipeline.storage.publish import published, published_issue, withdrawn
 
 logger = logging.getLogger(__name__)
 
@@ -167,6 +168,7 @@ class ArtifactStore:
                 with open(tmp / name, "rb") as fh:
                     os.fsync(fh.fileno())
             os.replace(tmp, model_dir / version)
+            published(self.root, model_dir / version)  # an s3:// store: files, metadata last
         except BaseException as exc:
             shutil.rmtree(tmp, ignore_errors=True)
             if isinstance(exc, OSError) and (clear := no_room_error(exc, tmp)) is not None:
@@ -293,10 +295,10 @@ class ArtifactStore:
     ) -> IssueInfo:  # fmt: skip
         """Write ``forecast`` (starting one step after ``origin``) as a new issue, atomically."""
         folder, ident = self.version_dir(series, model, version), (series.name, model, version)
-        return write_issue(
+        return published_issue(self.root, write_issue(
             folder, ident, forecast, origin=origin, last_price=last_price, n_new=n_new,
             issued_at=issued_at,
-        )  # fmt: skip
+        ))  # fmt: skip
 
     def list_issues(self, series: SeriesId, model: str, version: str) -> list[str]:
         """Issue ids of a version, oldest first (a cheap, unverified listing)."""
@@ -316,7 +318,7 @@ class ArtifactStore:
 
     def prune_issues(self, series: SeriesId, model: str, version: str, keep: int) -> list[Path]:
         """Keep the newest ``keep`` issues of a version (call under the cycle lock)."""
-        return prune_issues(self.version_dir(series, model, version), keep)
+        return withdrawn(self.root, prune_issues(self.version_dir(series, model, version), keep))
 
     # -- champion -----------------------------------------------------------------------------
     def champion(self, series: SeriesId) -> ChampionPointer | None:
@@ -343,6 +345,7 @@ class ArtifactStore:
             previous=history[:20],
         )
         atomic_write_json(self.series_dir(series) / CHAMPION_FILE, pointer.model_dump(mode="json"))
+        published(self.root, self.series_dir(series) / CHAMPION_FILE)  # after its version
         logger.info(
             "champion of %s is now %s/%s (%s)", series.name, model, version, reason,
             extra={"series": series.name, "model": model, "version": version},
@@ -369,9 +372,9 @@ class ArtifactStore:
                 reason=f"rollback from {current.model}/{current.version}",
                 previous=current.previous[i + 1 :],
             )
-            atomic_write_json(
-                self.series_dir(series) / CHAMPION_FILE, pointer.model_dump(mode="json")
-            )
+            path = self.series_dir(series) / CHAMPION_FILE
+            atomic_write_json(path, pointer.model_dump(mode="json"))
+            published(self.root, path)
             _track_champion(series, pointer.model, pointer.version)
             return pointer
         raise ArtifactError(f"{series.name}: no previous champion still loads")
@@ -392,4 +395,4 @@ class ArtifactStore:
                 path = self.version_dir(series, model, version)
                 shutil.rmtree(path)
                 removed.append(path)
-        return removed
+        return withdrawn(self.root, removed)

@@ -24,6 +24,7 @@ import pandas as pd
 from pipeline.errors import DataValidationError
 from pipeline.fileio import atomic_write_json, atomic_write_text
 from pipeline.series import SeriesId, freq_offset
+from pipeline.storage.publish import published_files
 
 logger = logging.getLogger(__name__)
 
@@ -266,4 +267,5 @@ def write_raw(
     }
     atomic_write_text(path, text)
     atomic_write_json(meta_path(path), full)
+    published_files([path, meta_path(path)])  # an s3:// DATA_DIR: each file one PUT
     return full

@@ -29,6 +29,7 @@ from pipeline.process.features import FEATURE_WINDOWS, RSI_PERIOD, add_features,
 from pipeline.process.grid import RAW_COLUMNS, regularize
 from pipeline.process.stationarity import stationarity_report
 from pipeline.series import FREQUENCIES, SeriesId
+from pipeline.storage.publish import published_files
 
 # A fixed name, so records read the same under `python -m pipeline.process` (``__main__``).
 logger = logging.getLogger("pipeline.process.stage")
@@ -169,6 +170,7 @@ def process_series(
     # Readers check this, so a processed file that does not match its meta file is refused.
     meta["processed_sha256"] = sha256_file(path)
     atomic_write_json(_meta_path(path), meta)
+    published_files([path, _meta_path(path)])  # an s3:// DATA_DIR: each file one PUT
     _log_result(series, meta)
     return ProcessResult(
         series=series,

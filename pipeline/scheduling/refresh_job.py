@@ -34,6 +34,7 @@ from pipeline.scheduling.ledger_update import update_ledger
 from pipeline.scheduling.metrics import write_metrics_file
 from pipeline.scheduling.notify import alert_refresh, notify_api
 from pipeline.series import SeriesId
+from pipeline.storage.sync import before_read
 
 if TYPE_CHECKING:
     from pipeline.scheduling.cluster import Cluster
@@ -115,6 +116,7 @@ def run_refresh(
     ingest: Callable[[SeriesId, Settings], Any] = stages.ingest if stages else default_ingest
     process: Callable[[SeriesId, Settings], Any] = stages.process if stages else default_process
     with cycle_lock(settings, job=REFRESH):
+        before_read(settings)  # s3:// folders: pull the models and data the refresh reads
         started = time.monotonic()
         record = RefreshRecord(run_id=uuid.uuid4().hex[:12], started_at=clock().isoformat())
         todo = list(series or settings.series())

@@ -33,6 +33,7 @@ from pipeline.errors import PipelineError, UsageError
 from pipeline.ingest.breaker import CLOSED, PROVIDERS, read_state
 from pipeline.logs import Redactor, secret_values
 from pipeline.series import SeriesId
+from pipeline.storage.sync import describe
 
 logger = logging.getLogger(__name__)
 
@@ -239,7 +240,8 @@ async def health_detailed(request: Request) -> Response:
             }
             for p, b in breakers.items()
         }
-        return {"data": freshness, "disk": disk, "sources": sources}
+        store = describe(holder.store.root)  # an s3:// URL (no credentials) or a local folder
+        return {"data": freshness, "disk": disk, "sources": sources, "store": store}
 
     extra = await anyio.to_thread.run_sync(gather)
     ages = [m.age_seconds for m in registry.models.values()]
@@ -252,6 +254,7 @@ async def health_detailed(request: Request) -> Response:
         "load_errors": _scrubbed(request, registry.errors),
         "oldest_age_seconds": round(max(ages), 1) if ages else None,
         "loaded_at": registry.loaded_at.isoformat(),
+        "store": extra["store"],
     }
     data_ok = all(v["status"] == "ok" for v in extra["data"].values())
     sources_ok = all(v["state"] == CLOSED for v in extra["sources"].values())
