@@ -6,20 +6,23 @@
    (``retrain_scheduler.py --workers 2``), its start-up measured apart.
 
 Series: 20 coins x 1d and 1h, one year each by default (365 daily, 8,760 hourly points;
-``--days``). Bitcoin and ethereum come from the real files in ``../shared/data`` when present
-(the last days of each export; ethereum has no hourly file and uses the offline sample), every
-other coin from the offline sample at a fixed "now", so every mode sees the same data. Models:
-by default a cheaper set than the nightly one (``naive,drift,garch``: on our shared 2 cores
-the ten defaults take ~20 s per hourly series, see bench_cycle.py, and 40 series x 3 modes
-would take an hour); ``--models`` changes it. Every mode runs the real stages (ingest,
-process, the selection backtest, gate, promotion) on fresh folders.
+``--days``; ``--freqs 1d`` for one frequency). Bitcoin and ethereum come from the real files
+in ``../shared/data`` when present (the last days of each export; ethereum has no hourly file
+and uses the offline sample), every other coin from the offline sample at a fixed "now", so
+every mode sees the same data. Models: by default a cheaper set than the nightly one
+(``naive,drift,garch``: on our shared 2 cores the ten defaults take ~20 s per hourly series,
+see bench_cycle.py, and 40 series x 3 modes would take an hour); ``--models`` changes it
+(``--models default``: the nightly defaults, run it on a few coins: ``--coins 2 --modes
+sequential``). Every mode runs the real stages (ingest, process, the selection backtest, gate,
+promotion) on fresh folders.
 
-Reported: wall time, per-series cost (wall / series, and the mean time one series' task took),
-the overhead of the cluster (its wall time next to the ideal: the tasks' own time split over
-its workers; and next to sequential), and whether every mode chose the same champions with the
-same forecast paths.
+Reported: wall time, per-series cost (wall / series, the mean time one series' task took, per
+frequency too, and the CPU seconds of this process and its children: the whole work when
+sequential, only the client's share on a cluster), the overhead of the cluster (its wall time
+next to the ideal: the tasks' own time split over its workers; and next to sequential), and
+whether every mode chose the same champions with the same forecast paths.
 
-    .venv/bin/python bench/bench_cluster.py [--coins 20] [--models naive,drift] [--workers 2]
+    .venv/bin/python bench/bench_cluster.py [--coins 20] [--models naive,drift|default]
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pipeline.config import Settings, load_settings  # noqa: E402
+from pipeline.forecasters import DEFAULT_MODELS as NIGHTLY_MODELS  # noqa: E402
 from pipeline.scheduling.cycle import default_stages, run_cycle  # noqa: E402
 from pipeline.series import SeriesId  # noqa: E402
 
@@ -77,6 +81,13 @@ def champions(settings: Settings) -> dict[str, tuple[str, str]]:
     return out
 
 
+def _cpu_seconds() -> float:
+    """CPU seconds of this process and its finished children (user + system): less sensitive
+    to the machine's load than wall time (a cluster's worker processes are not counted)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
 def run_mode(name: str, settings: Settings, models: list[str], workers: int) -> dict[str, Any]:
     from pipeline.scheduling.cluster import Cluster
 
@@ -89,19 +100,21 @@ def run_mode(name: str, settings: Settings, models: list[str], workers: int) -> 
         cluster.client()
         startup = time.perf_counter() - start
     try:
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), _cpu_seconds()
         record = run_cycle(settings, stages=stages, models=models, cluster=cluster)
-        wall = time.perf_counter() - start
+        wall, cpu = time.perf_counter() - start, _cpu_seconds() - cpu_start
     finally:
         if cluster is not None:
             cluster.close()
     return {
         "name": name,
         "wall": wall,
+        "cpu": cpu,
         "startup": startup,
         "task_seconds": sum(o.seconds for o in record.series),
         "status": record.status,
         "statuses": [o.status for o in record.series],
+        "seconds": {o.series: o.seconds for o in record.series},
         "champions": champions(settings),
     }
 
@@ -109,25 +122,29 @@ def run_mode(name: str, settings: Settings, models: list[str], workers: int) -> 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--coins", type=int, default=20, help="coins (x 1d and 1h series)")
-    parser.add_argument("--models", default=DEFAULT_MODELS)
+    parser.add_argument("--models", default=DEFAULT_MODELS, help="names, or 'default' (nightly)")
     parser.add_argument("--days", type=int, default=365, help="days of history per series")
+    parser.add_argument("--freqs", default="1d,1h", help="frequencies of every coin")
     parser.add_argument("--workers", type=int, default=2, help="processes of joblib / Dask")
     parser.add_argument("--modes", default="sequential,joblib,cluster")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     coins = ["bitcoin", "ethereum"] + [f"samplecoin{i:02d}" for i in range(args.coins - 2)]
-    models = args.models.split(",")
+    freqs = args.freqs.split(",")
+    models = list(NIGHTLY_MODELS) if args.models == "default" else args.models.split(",")
     shared = "present" if SHARED.is_dir() else "absent (offline sample only)"
     print(
-        f"cycle of {2 * len(coins)} series ({len(coins)} coins x 1d, 1h; {args.days} days; "
-        f"../shared/data {shared}); models {args.models}; {os.cpu_count()} CPUs"
+        f"cycle of {len(freqs) * len(coins)} series ({len(coins)} coins x {args.freqs}; "
+        f"{args.days} days; "
+        f"../shared/data {shared}); models {','.join(models)}; {os.cpu_count()} CPUs; "
+        f"load average {os.getloadavg()[0]:.2f}"
     )
     results = []
     with tempfile.TemporaryDirectory(prefix="bench-cluster-") as tmp:
         for mode in args.modes.split(","):
             settings = load_settings(
                 coins=coins,
-                frequencies=["1d", "1h"],
+                frequencies=freqs,
                 history_days=args.days,
                 data_dir=Path(tmp) / mode / "data",
                 models_dir=Path(tmp) / mode / "models",
@@ -140,9 +157,17 @@ def main(argv: list[str] | None = None) -> int:
             n = len(result["statuses"])
             print(
                 f"{mode:<11} wall {result['wall']:7.1f} s  per series {result['wall'] / n:5.2f} s "
-                f"wall, {result['task_seconds'] / n:5.2f} s task  status {result['status']}"
+                f"wall, {result['task_seconds'] / n:5.2f} s task, {result['cpu'] / n:5.2f} s CPU  "
+                f"status {result['status']}"
                 + (f"  (cluster start-up {result['startup']:.1f} s)" if mode == "cluster" else "")
             )
+            for freq in ("1d", "1h"):
+                took = [t for s, t in result["seconds"].items() if s.endswith(f"-{freq}")]
+                if took:
+                    print(
+                        f"{'':<11} {freq} series: {sum(took) / len(took):6.1f} s per series' task "
+                        f"(mean of {len(took)}; min {min(took):.1f}, max {max(took):.1f})"
+                    )
     by_name = {r["name"]: r for r in results}
     seq = by_name.get("sequential")
     if seq is not None:

@@ -3,49 +3,41 @@ them apart.
 
 Every cycle appends one JSON line: when it ran, its outcome and, per series, what happened and
 why. Every scheduled refresh appends one too, marked ``"kind": "refresh"`` (a line without a
-``kind`` is a cycle); readers ask for one kind. An exclusive OS-level lock
-(``models/.retrain.lock``) makes sure two cycles, or a cycle and a refresh, never overlap, even
-across processes; the OS releases it if the holder crashes.
+``kind`` is a cycle); readers ask for one kind. The lock (:mod:`pipeline.scheduling.lock`,
+re-exported here) makes sure two cycles, or a cycle and a refresh, never overlap, even across
+processes: an OS-level ``flock`` on ``models/.retrain.lock``, or a PostgreSQL advisory lock that
+works across hosts when the ledger is on PostgreSQL; either is released if the holder crashes.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
 import os
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from pipeline.config import Settings
-from pipeline.errors import PipelineError
 from pipeline.fileio import no_room_error
+from pipeline.scheduling.lock import CYCLE as CYCLE  # re-exported: the lock's home is .lock
+from pipeline.scheduling.lock import EXIT_LOCKED as EXIT_LOCKED
+from pipeline.scheduling.lock import LOCK_FILE as LOCK_FILE
+from pipeline.scheduling.lock import REFRESH as REFRESH
+from pipeline.scheduling.lock import LockBusyError as LockBusyError
+from pipeline.scheduling.lock import cycle_lock as cycle_lock
 
 logger = logging.getLogger(__name__)
 
 HISTORY_FILE = "runs.jsonl"
-LOCK_FILE = ".retrain.lock"
-
-
-class LockBusyError(PipelineError):
-    """Another retraining cycle holds the lock (exit code 3: nothing was done)."""
-
-    exit_code = 3
-
-
-#: The exit code of a cycle that found the lock held.
-EXIT_LOCKED = LockBusyError.exit_code
 
 #: Cycle outcomes: every series fine, some failed, all failed, stopped by a signal.
 CYCLE_OUTCOMES: tuple[str, ...] = ("success", "partial", "failure", "stopped")
 #: Refresh outcomes: every series fine, some failed, all failed.
 REFRESH_OUTCOMES: tuple[str, ...] = ("success", "partial", "failure")
-#: The kinds of history records.
-CYCLE, REFRESH = "cycle", "refresh"
+# The kinds of history records, CYCLE and REFRESH, are defined beside the lock (it names them).
 #: Series outcomes of a refresh that are fine (new issues written, or nothing new).
 REFRESH_OK: frozenset[str] = frozenset({"refreshed", "current"})
 #: Series outcomes that count as the series being handled (a decision was made).
@@ -196,33 +188,3 @@ def last_success(
         if record.get("status") in {"success", "partial"}:
             return datetime.fromisoformat(record["ended_at"])
     return None
-
-
-@contextlib.contextmanager
-def cycle_lock(settings: Settings, job: str = CYCLE) -> Iterator[None]:
-    """An exclusive ``flock``: released by the OS even if the process crashes.
-
-    ``job`` (``cycle`` or ``refresh``) is written beside the holder's pid. Raises
-    :class:`LockBusyError` naming the holder when another cycle or refresh has it.
-    """
-    path = Path(settings.models_dir) / LOCK_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fh: TextIO = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the whole cycle
-    try:
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.seek(0)
-            holder = fh.read().strip() or "unknown"
-            running = "refresh" if holder.endswith(f"({REFRESH})") else "retraining cycle"
-            raise LockBusyError(
-                f"another {running} is running (lock {path} held by {holder}); nothing was done"
-            ) from None
-        fh.seek(0)
-        fh.truncate()
-        since = datetime.now(UTC).isoformat(timespec="seconds")
-        fh.write(f"pid {os.getpid()} since {since}" + (f" ({job})" if job != CYCLE else ""))
-        fh.flush()
-        yield
-    finally:
-        fh.close()

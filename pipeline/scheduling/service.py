@@ -37,6 +37,7 @@ from pipeline.scheduling.history import (
     last_success,
     read_history,
 )
+from pipeline.scheduling.lock import describe_lock
 from pipeline.scheduling.metrics import serve_metrics, write_metrics_file
 from pipeline.scheduling.refresh_job import RefreshJob, refresh_plan, run_refresh
 
@@ -203,6 +204,7 @@ def plan(settings: Settings, options: Options, now: datetime) -> dict[str, Any]:
         "runs_on": cluster.describe() if cluster is not None else "this process",
         "refresh": refresh_plan(settings, now, catchup=options.catchup),
         "models_dir": str(settings.models_dir),
+        "lock": describe_lock(settings),
         "api_url": redact(settings.api_url) if settings.api_url else None,
     }
 

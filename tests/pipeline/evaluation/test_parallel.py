@@ -49,7 +49,7 @@ def test_dask_cluster_gives_the_local_results() -> None:
     local = run_backtest(y, [LastValue, Trend], protocol, n_jobs=1)
     with (
         distributed.LocalCluster(
-            n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
+            n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0"
         ) as cluster,
     ):
         remote = run_backtest(

@@ -110,6 +110,7 @@ def test_plan(settings: Settings) -> None:
         "catchup_now": True,
         "stages": ["ingest", "process", "train", "gate", "promote", "reload API"],
         "runs_on": "this process",
+        "lock": f"flock {settings.models_dir / '.retrain.lock'}",
         "refresh": {
             "enabled": True,
             "catchup_now": True,
