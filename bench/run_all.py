@@ -46,6 +46,13 @@ ABOUT = {
     "bench_refresh.py": "A refresh of every default model of one hourly series, from one new raw "
     "row to a new issue on disk, next to a full retrain of the same models "
     "(method: [Refresh](../stages/refresh.md)); target well under 5 s.",
+    "bench_storage.py": "Models on an object store (moto_server, S3 over HTTP on 127.0.0.1) "
+    "against local disk: `POST /api/v1/predict` throughput of both in the same run, and the S3 "
+    "requests of one publish and one poll (method: [Scaling out](../scaling.md#object-storage)).",
+    "bench_trust.py": "The trust block and the live leaderboard: `GET /api/v1/accuracy` p50/p99 on "
+    "an SQLite ledger holding a year of hourly issues of 3 models (target p99 < 10 ms), and "
+    "`POST /api/v1/predict` with the trust block against without it in the same run "
+    "(method: [Forecast ledger](../ledger.md#trust-block)).",
     "bench_ws.py": "The `/ws` live feed: one forecast event pushed to 200 subscribers, in the hub "
     "and end to end over loopback to 200 real WebSocket clients; target under 50 ms "
     "(method: [Dashboard and live feed](../dashboard.md#performance)).",

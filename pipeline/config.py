@@ -8,11 +8,12 @@ from __future__ import annotations
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
 
+from pipeline.config_groups import LedgerSettings, StorageSettings
 from pipeline.errors import UsageError
 from pipeline.evaluation.champion import DEFAULT_PROMOTION_TOLERANCE
 from pipeline.series import (
@@ -47,8 +48,9 @@ def _raw_minutes(freq: str) -> int:
     return int(freq_offset(FREQUENCY_TABLE[freq].raw).total_seconds() // 60)
 
 
-class Settings(BaseSettings):
-    """Settings; each field is the upper-case environment variable of the same name."""
+class Settings(StorageSettings, LedgerSettings):
+    """Settings; each field is the upper-case environment variable of the same name (the object
+    storage and ledger groups are inherited from :mod:`pipeline.config_groups`)."""
 
     model_config = SettingsConfigDict(
         env_file=".env", env_file_encoding="utf-8", extra="ignore", validate_default=True
@@ -58,7 +60,6 @@ class Settings(BaseSettings):
     data_dir: Path = Path("data")
     models_dir: Path = Path("models")
     reports_dir: Path = Path("reports")
-
     # What to forecast
     coins: CommaList = ["bitcoin"]
     vs_currency: str = "usd"
@@ -240,28 +241,6 @@ class Settings(BaseSettings):
         48, ge=1, description="forecast issues kept per version (older ones are pruned)"
     )
 
-    # Forecast ledger
-    ledger_url: SecretStr | None = Field(
-        None,
-        description="secret (it can carry a password): the ledger database, e.g. "
-        "postgresql://user:pass@host/db or sqlite:///path; default <MODELS_DIR>/ledger.sqlite3",
-    )
-    ledger_busy_timeout_seconds: float = Field(
-        30.0, gt=0, le=600, description="how long a ledger write waits for a lock (s)"
-    )
-    ledger_scale_window: int = Field(
-        1000, ge=2, description="points up to the origin of an issue that scale its MASE"
-    )
-    trust_window: Literal["7d", "30d", "90d", "all"] = Field(
-        "30d", description="the ledger window behind the trust summary of a model"
-    )
-    trust_min_points: int = Field(
-        30, ge=1, description="matured points needed before the trust status is ok/degraded"
-    )
-    trust_max_wis_ratio: float = Field(
-        1.2, gt=0, description="trust is degraded when live WIS / naive WIS is above this"
-    )
-
     # Experiment tracking (optional: pip install -r requirements-mlflow.txt)
     mlflow_tracking_uri: SecretStr | None = Field(
         None,
@@ -275,6 +254,14 @@ class Settings(BaseSettings):
     # Logging
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_format: Literal["auto", "json", "text"] = "auto"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _store_urls(cls, data: Any) -> Any:
+        """``<FOLDER>=s3://...``: the folder becomes the URL's working copy (see store_url)."""
+        from pipeline.storage.url import working_copies
+
+        return working_copies(data, cls.model_fields["storage_cache_dir"].default)
 
     @field_validator("coins", "frequencies", "cors_origins", mode="before")
     @classmethod
@@ -337,6 +324,13 @@ class Settings(BaseSettings):
                 raise ValueError("must start with http:// or https://")
             return value
         return None
+
+    def store_url(self, folder: Literal["data_dir", "models_dir", "reports_dir"]) -> str | None:
+        """The ``s3://`` URL that ``folder`` was set to (it is then that URL's working copy
+        under ``STORAGE_CACHE_DIR``), or None for a local folder."""
+        from pipeline.storage.url import StoreUrl
+
+        return StoreUrl.of_copy(getattr(self, folder), self.storage_cache_dir)
 
     def horizon(self, freq: str) -> int:
         """Maximum forecast horizon (steps) served for ``freq`` (its ``HORIZON_<freq>`` setting)."""

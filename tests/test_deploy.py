@@ -49,7 +49,7 @@ REQUIRED_ALERTS = {
     "CryptoRefreshOverdue",
 }
 # Metric names in PromQL: ours all start with one of these prefixes (label names never do).
-METRIC_PREFIXES = ("http", "model", "predictions", "forecast", "retrain", "refresh")
+METRIC_PREFIXES = ("http", "model", "predictions", "forecast", "retrain", "refresh", "ledger")
 METRIC_RE = re.compile(rf"\b(?:{'|'.join(METRIC_PREFIXES)})_[a-z0-9_]+\b")
 
 
@@ -260,13 +260,53 @@ def test_compose_bind_mounts_exist(compose: dict[str, Any]) -> None:
         assert (ROOT / source).exists(), source
 
 
+def test_the_cluster_profile_runs_dask_and_postgres_beside_the_rest(
+    compose: dict[str, Any],
+) -> None:
+    services = compose["services"]
+    dask_scheduler, worker = services["dask-scheduler"], services["dask-worker"]
+    retrain, api = services["scheduler"], services["api"]
+    for name in ("dask-scheduler", "dask-worker", "postgres"):
+        assert services[name]["profiles"] == ["cluster"], name
+    # The same image as the API and the scheduler: Dask checks the versions when a client joins.
+    assert dask_scheduler["image"] == worker["image"] == api["image"] == retrain["image"]
+    command = dask_scheduler["command"]
+    assert command[:2] == ["dask", "scheduler"]
+    port = command[command.index("--port") + 1]
+    address = f"tcp://dask-scheduler:{port}"
+    assert worker["command"][:3] == ["dask", "worker", address]
+    assert worker["command"][worker["command"].index("--nthreads") + 1] == "1"
+    # The workers read and write data and models at the scheduler's paths (same volumes).
+    assert worker["volumes"] == retrain["volumes"]
+    assert worker["environment"]["MODELS_DIR"] == retrain["environment"]["MODELS_DIR"]
+    # The retrain scheduler is pointed at the cluster by DASK_SCHEDULER_ADDRESS (empty: local),
+    # waits for it and for the database only when they run (the profile is active).
+    assert retrain["environment"]["DASK_SCHEDULER_ADDRESS"] == "${DASK_SCHEDULER_ADDRESS:-}"
+    for name in ("dask-scheduler", "postgres"):
+        assert retrain["depends_on"][name] == {"condition": "service_healthy", "required": False}
+        assert "healthcheck" in services[name]
+    for name in ("dask-scheduler", "dask-worker", "postgres"):  # only the compose network
+        assert "ports" not in services[name], f"{name} must not be published on the host"
+    # Every app service takes LEDGER_URL (empty: the SQLite ledger in the models volume).
+    assert api["environment"]["LEDGER_URL"] == retrain["environment"]["LEDGER_URL"]
+    assert api["environment"]["LEDGER_URL"] == "${LEDGER_URL:-}"
+    postgres = services["postgres"]["environment"]
+    # The documented commands use exactly these names, address and credentials.
+    scaling = (ROOT / "docs" / "scaling.md").read_text()
+    assert f"DASK_SCHEDULER_ADDRESS={address}" in scaling
+    user, db = postgres["POSTGRES_USER"], postgres["POSTGRES_DB"]
+    assert f"LEDGER_URL=postgresql://{user}:" in scaling and f"@postgres:5432/{db}" in scaling
+    assert "--profile cluster" in scaling and "postgres-data" in compose["volumes"]
+
+
 def test_docker_compose_config_parses_when_the_client_has_compose() -> None:
     docker = shutil.which("docker")
     if docker is None:
         pytest.skip("no docker client on this machine")
     if run([docker, "compose", "version"]).returncode != 0:
         pytest.skip("the docker client has no compose plugin (`docker compose` unavailable)")
-    result = run([docker, "compose", "-f", str(COMPOSE), "--profile", "logs", "config", "-q"])
+    profiles = ["--profile", "logs", "--profile", "cluster"]
+    result = run([docker, "compose", "-f", str(COMPOSE), *profiles, "config", "-q"])
     assert result.returncode == 0, result.stderr
 
 
@@ -379,8 +419,9 @@ def api_metrics_text() -> str:
 
 
 def scheduler_metrics_text() -> str:
-    """The scheduler's metrics after one successful cycle and one successful refresh, with fresh
-    raw data for every series."""
+    """The scheduler's metrics after one successful cycle (its issues recorded in the ledger)
+    and one successful refresh, with fresh raw data for every series and scored steps in the
+    forecast ledger."""
     from pipeline.scheduling.history import CycleRecord, RefreshRecord, append_history
     from pipeline.scheduling.metrics import metrics_text
 
@@ -394,6 +435,7 @@ def scheduler_metrics_text() -> str:
             ended_at=now.isoformat(),
             status="success",
             duration_seconds=60.0,
+            ledger_recorded=True,
         ),
     )
     append_history(
@@ -415,7 +457,30 @@ def scheduler_metrics_text() -> str:
         (raw / f"{series.raw.name}.meta.json").write_text(
             json.dumps({"last_ds": now.isoformat()}), "utf-8"
         )
+    _scored_ledger(settings)
     return metrics_text(settings, now)
+
+
+def _scored_ledger(settings: Settings) -> None:
+    """A default (SQLite) ledger with two models' issues of the first series, scored."""
+    import pandas as pd
+
+    from pipeline.ledger.db import open_ledger
+    from pipeline.ledger.record import record
+    from pipeline.ledger.score import score
+    from pipeline.series import freq_offset
+    from tests.helpers.ledger import synthetic_entries
+
+    series = settings.series()[0]
+    origin = pd.Timestamp("2021-01-01", tz="UTC")
+    ds = pd.date_range(origin, periods=6, freq=freq_offset(series.freq))
+    ledger = open_ledger(settings)
+    try:
+        record(ledger, synthetic_entries(series, 2, 5, origin))
+        prices = pd.Series([100.0, 101.0, 99.0, 102.0, 100.5, 98.0], index=ds)
+        assert score(ledger, settings, [series], prices={series.name: prices}).total == 10
+    finally:
+        ledger.close()
 
 
 def queried_metrics() -> dict[str, set[str]]:
@@ -525,6 +590,42 @@ def test_dashboard_shows_what_the_issue_asks_for() -> None:
         assert needle in exprs, needle
     ids = [p["id"] for p in dashboard["panels"]]
     assert len(ids) == len(set(ids))
+
+
+LEDGER_GAUGES = {
+    "ledger_coverage_95",
+    "ledger_wis_ratio",
+    "ledger_matured_points",
+    "ledger_coverage_95_low",
+    "ledger_champion",
+}
+
+
+def test_dashboard_has_a_live_accuracy_row_on_the_ledger_metrics() -> None:
+    """The "Live accuracy" row: its panels (up to the next row) query the scheduler's ledger
+    gauges and counter, which the scheduler exports once the ledger holds scores."""
+    dashboard = json.loads(DASHBOARD.read_text("utf-8"))
+    panels = dashboard["panels"]
+    (start,) = [
+        i for i, p in enumerate(panels) if p["type"] == "row" and "Live accuracy" in p["title"]
+    ]
+    end = next((i for i in range(start + 1, len(panels)) if panels[i]["type"] == "row"), None)
+    row = panels[start + 1 : end]
+    assert len(row) >= 4
+    queried = {
+        m
+        for p in row
+        for t in p["targets"]
+        for m in re.findall(r"\bledger_[a-z0-9_]+\b", t["expr"])
+    }
+    assert queried == LEDGER_GAUGES | {"ledger_update_failures_total"}
+    for p in row:
+        assert p["datasource"]["type"] == "prometheus", p["title"]
+        assert all('job="scheduler"' in t["expr"] for t in p["targets"] if "ledger_" in t["expr"])
+        # every panel of the row sits below the row header
+        assert p["gridPos"]["y"] > panels[start]["gridPos"]["y"], p["title"]
+    exported = exported_names(scheduler_metrics_text())
+    assert queried <= exported, sorted(queried - exported)
 
 
 def test_dashboard_datasources_are_provisioned() -> None:

@@ -113,6 +113,7 @@ def create_app(*, configure_logs: bool = True) -> FastAPI:
                 time.perf_counter() - start,
                 extra={"champions": registry.champions, "load_errors": registry.errors},
             )
+        await runtime.trust.start()
         poller = None
         if settings.model_poll_seconds > 0:
             poller = asyncio.create_task(_poll(runtime, settings.model_poll_seconds))
@@ -121,6 +122,7 @@ def create_app(*, configure_logs: bool = True) -> FastAPI:
             yield
         finally:
             await feed.stop()
+            await runtime.trust.stop()
             if poller is not None:
                 poller.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -24,6 +24,7 @@ from pipeline.api.freshness import IssueAgeCollector, Staleness, utc_now
 from pipeline.api.middleware import ApiMetrics, ModelCollector, RateLimiter
 from pipeline.api.registry import Registry, RegistryHolder, ReloadResult
 from pipeline.api.served import ServedModel
+from pipeline.api.trust import TrustCache
 from pipeline.artifacts.store import ArtifactStore, code_version
 from pipeline.config import ADMIN_KEY_HEADER, Settings
 from pipeline.errors import UsageError
@@ -76,6 +77,9 @@ class ApiRuntime:
         #: called with (old, new) registry after every swap (the live feed: pipeline.api.feed)
         self.reload_listeners: list[Callable[[Registry, Registry], None]] = []
         self._prediction_counters: dict[tuple[str, str], Any] = {}
+        #: the trust blocks of the predict answers (pipeline.api.trust), refreshed in the background
+        self.trust = TrustCache(self.metrics.registry)
+        self.reload_listeners.append(self.trust.registry_changed)
         for collector in self.model_collectors():
             self.metrics.registry.register(collector)
 
@@ -94,6 +98,7 @@ class ApiRuntime:
             settings.admin_api_key.get_secret_value().encode() if settings.admin_api_key else None
         )
         self.code_version = code_version()
+        self.trust.configure(settings)
 
     def model_collectors(self) -> list[ModelCollector | IssueAgeCollector]:
         """The collectors that read the served models at scrape time."""

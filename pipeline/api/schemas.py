@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainValidator, ValidationError
 
 from pipeline.api.fallback_schemas import FallbackInfo
+from pipeline.api.trust_schemas import TRUST_EXAMPLE, TrustInfo
 from pipeline.forecasters.base import DEFAULT_LEVELS
 from pipeline.series import COIN_PATTERN, FREQUENCY_TABLE, VS_PATTERN
 
@@ -194,6 +195,7 @@ class PredictResponse(BaseModel):
                             "upper_95": 96633.0,
                         }
                     ],
+                    "trust": TRUST_EXAMPLE,
                 }
             ]
         },
@@ -217,6 +219,11 @@ class PredictResponse(BaseModel):
     forecasts: list[ForecastPoint] = Field(
         description="the steps after the time of the answer, numbered from 1 (fewer than asked "
         "when fewer remain: see freshness.steps_available)"
+    )
+    trust: TrustInfo | None = Field(
+        None,
+        description="issue and data age, live 95% coverage, WIS ratio to naive and a status "
+        "(see TrustInfo); null only when TRUST_IN_PREDICTIONS is off",
     )
     fallback: FallbackInfo | None = Field(
         None, description="null unless the request asked for fallbacks (see FallbackInfo)"

@@ -133,15 +133,17 @@ class ServedModel:
         *,
         now: datetime | None = None,
         policy: Staleness = DEFAULT_STALENESS,
+        trust: bytes = b"null",
     ) -> bytes:
-        """The v1 predict body: up to ``steps`` steps after ``now`` (default: the clock).
+        """The v1 predict body: up to ``steps`` steps after ``now`` (default: the clock), with
+        the ``trust`` block's JSON (:meth:`pipeline.api.trust.TrustCache.block`).
 
         Raises :class:`StepsError` beyond the horizon and :class:`ForecastUnavailable` when the
         path cannot answer at ``now``.
         """
         part, freshness, count, at = self._answer(steps, now, policy)
         points = part.points[levels_key(levels)]
-        return part.predict_template.fill(now_json(at), freshness, json_list(points[:count]))
+        return part.predict_template.fill(now_json(at), freshness, json_list(points[:count]), trust)
 
     def compat_json(
         self,

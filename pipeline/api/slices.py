@@ -68,7 +68,7 @@ class PathSlice:
     """
 
     offset: int
-    #: v1: open fields prediction_timestamp, freshness, forecasts
+    #: v1: open fields prediction_timestamp, freshness, forecasts, trust
     predict_template: JsonTemplate
     #: v1: per level-set key ("80,95", "80", "95"), the JSON of each forecast point
     points: dict[str, list[bytes]]
@@ -107,7 +107,7 @@ def build_slice(path: ForecastPath, common: dict[str, Any], offset: int) -> Path
     score = confidence_score(first["mean"], first["lower_95"], first["upper_95"], last_price)
     template = JsonTemplate(
         PredictResponse,
-        ("prediction_timestamp", "freshness", "forecasts"),
+        ("prediction_timestamp", "freshness", "forecasts", "trust"),
         **common,
         predicted_price=first["mean"],
         confidence_score=round(score, 6),

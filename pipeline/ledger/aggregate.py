@@ -17,7 +17,10 @@ sees the old summaries or the new ones, never a mix.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -25,7 +28,7 @@ from sqlalchemy import Connection, delete, select
 
 from pipeline.evaluation.champion import BASELINE_MODEL
 from pipeline.ledger.record import utc
-from pipeline.ledger.rows import as_times, bulk_insert, raw_time, records
+from pipeline.ledger.rows import as_times, insert_frame, paused_gc, raw_time
 from pipeline.ledger.schema import RATIO_KEYS, aggregates, scores
 
 #: Window name -> days (``None``: every scored point).
@@ -33,6 +36,7 @@ WINDOWS: dict[str, int | None] = {"7d": 7, "30d": 30, "90d": 90, "all": None}
 #: The confidence of the coverage intervals.
 COVERAGE_CONFIDENCE = 0.95
 _Z = 1.959963984540054  # the 97.5% normal quantile
+_DAY_NS = 86_400 * 10**9
 
 #: Summary column -> the per-point score column it averages.
 _MEANS = {
@@ -60,15 +64,79 @@ def wilson_interval(k: np.ndarray, n: np.ndarray, z: float = _Z) -> tuple[np.nda
     return np.clip(centre - half, 0.0, 1.0), np.clip(centre + half, 0.0, 1.0)
 
 
-def read_scores(conn: Connection, series: str) -> pd.DataFrame:
+def _fetch(conn: Connection, series: str) -> dict[str, Any]:
+    """The scores of ``series`` as columns (``model`` a tuple of names, times UTC indexes)."""
     cols = [scores.c.model, raw_time(scores.c.origin), scores.c.step, raw_time(scores.c.ds)]
     cols += [scores.c[c] for c in _POINT_COLUMNS]
     rows = conn.execute(select(*cols).where(scores.c.series == series)).all()
-    frame = pd.DataFrame([tuple(r) for r in rows], columns=[c.name for c in cols])
-    frame["ds"] = as_times(frame["ds"])
-    frame["origin"] = as_times(frame["origin"])
-    frame[_POINT_COLUMNS] = frame[_POINT_COLUMNS].astype(float)
-    return frame
+    data = list(zip(*rows, strict=True)) if rows else [() for _ in cols]
+    return {
+        "model": data[0],
+        "origin": as_times(data[1]),
+        "step": np.array(data[2], dtype=np.int64),
+        "ds": as_times(data[3]),
+        **{name: np.array(data[4 + i], dtype=float) for i, name in enumerate(_POINT_COLUMNS)},
+    }
+
+
+def read_scores(conn: Connection, series: str) -> pd.DataFrame:
+    columns = _fetch(conn, series)
+    return pd.DataFrame({**columns, "model": pd.Series(columns["model"], dtype=str)})
+
+
+@dataclass(frozen=True)
+class _Points:
+    """A series' scores as arrays, coded once: ``model`` indexes ``models`` (sorted), ``pair``
+    numbers the distinct (origin, step) points (``pairs`` of them), and ``block`` says which
+    of ``blocks`` windows a point is summarised in (a point appears once per window)."""
+
+    models: np.ndarray
+    model: np.ndarray
+    step: np.ndarray
+    width: int  # group code = model * width + step
+    pair: np.ndarray
+    pairs: int
+    ds: np.ndarray  # int64 nanoseconds
+    values: dict[str, np.ndarray]
+    block: np.ndarray
+    blocks: int = 1
+
+    @classmethod
+    def of(cls, columns: Mapping[str, Any]) -> _Points:
+        """From :func:`read_scores`' frame or :func:`_fetch`'s columns."""
+        codes, names = pd.factorize(np.asarray(columns["model"], dtype=object))
+        order = np.argsort(np.asarray(names, dtype=str))
+        rank = np.empty(len(order), dtype=np.int64)
+        rank[order] = np.arange(len(order))  # model = its index among the sorted names
+        models = np.asarray(names, dtype=str)[order]
+        step = np.asarray(columns["step"], dtype=np.int64)
+        width = int(step.max()) + 1
+        origin = pd.factorize(_nanoseconds(columns["origin"]))[0]
+        pair, uniques = pd.factorize(origin.astype(np.int64) * width + step)
+        ds = _nanoseconds(columns["ds"])
+        values = {c: np.asarray(columns[c], dtype=float) for c in _POINT_COLUMNS}
+        block = np.zeros(len(step), dtype=np.int64)
+        return cls(models, rank[codes], step, width, pair, len(uniques), ds, values, block)
+
+    def windows(self, masks: Sequence[np.ndarray]) -> _Points:
+        """The points inside each of ``masks`` in turn (in their order), block = mask index."""
+        rows = [np.flatnonzero(mask) for mask in masks]
+        take = np.concatenate(rows)
+        return replace(
+            self,
+            model=self.model[take],
+            step=self.step[take],
+            pair=self.pair[take],
+            ds=self.ds[take],
+            values={c: v[take] for c, v in self.values.items()},
+            block=np.repeat(np.arange(len(rows)), [len(r) for r in rows]),
+            blocks=len(rows),
+        )
+
+
+def _nanoseconds(times: Any) -> np.ndarray:
+    """UTC times (an aware index or series) as int64 nanoseconds since the epoch."""
+    return np.asarray(pd.DatetimeIndex(times).as_unit("ns").asi8, dtype=np.int64)
 
 
 def _group_means(
@@ -84,51 +152,54 @@ def summarize(frame: pd.DataFrame, reference: str = BASELINE_MODEL) -> pd.DataFr
     """One row per (model, step) with step 0 = all steps: the columns of ``aggregates`` but
     the series, window and timestamps (grouped sums with ``numpy.bincount``: a refresh of a
     year of hourly scores takes milliseconds, not seconds)."""
-    models, model_idx = np.unique(frame["model"].to_numpy(dtype=str), return_inverse=True)
-    step = frame["step"].to_numpy(dtype=np.int64)
-    width = int(step.max()) + 1
-    groups = len(models) * width
-    codes = np.concatenate([model_idx * width, model_idx * width + step])  # pooled, per step
+    return _summarize(_Points.of(frame), reference).drop(columns="block")
+
+
+def _summarize(points: _Points, reference: str = BASELINE_MODEL) -> pd.DataFrame:
+    """:func:`summarize` of every block at once (one group per block, model and step): each
+    group sums its points in their order, so a block gives what it would alone."""
+    width, models = points.width, points.models
+    cells = len(models) * width
+    groups = points.blocks * cells
+    cell = points.block * cells + points.model * width
+    codes = np.concatenate([cell, cell + points.step])  # pooled, per step
     out: dict[str, np.ndarray] = {"n": np.bincount(codes, minlength=groups).astype(float)}
     with np.errstate(divide="ignore", invalid="ignore"):
         for key, col in _MEANS.items():
-            sums, counts = _group_means(codes, np.tile(frame[col].to_numpy(float), 2), groups)
+            sums, counts = _group_means(codes, np.tile(points.values[col], 2), groups)
             out[key] = sums / counts
             if key.startswith("coverage_"):
                 out[f"{key}_low"], out[f"{key}_high"] = wilson_interval(sums, counts)
-        out.update(_paired(frame, codes, groups, models, reference))
+        out.update(_paired(points, codes, groups, reference))
     table = pd.DataFrame(out)
-    table.insert(0, "step", np.arange(groups) % width)
-    table.insert(0, "model", models[np.arange(groups) // width])
+    group = np.arange(groups)
+    table.insert(0, "step", group % width)
+    table.insert(0, "model", models[(group // width) % len(models)])
+    table.insert(0, "block", group // cells)
     return table[table["n"] > 0].reset_index(drop=True)
 
 
 def _paired(
-    frame: pd.DataFrame, codes: np.ndarray, groups: int, models: np.ndarray, reference: str
+    points: _Points, codes: np.ndarray, groups: int, reference: str
 ) -> dict[str, np.ndarray]:
     """``n_paired`` and ``<key>_ratio`` per group code: the sum of a model's scores over the
-    sum of ``reference``'s mean score at the same (origin, step), on the points both have."""
-    origin = frame["origin"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
-    step = frame["step"].to_numpy(dtype=np.int64)
-    _, key = np.unique(np.stack([origin, step]), axis=1, return_inverse=True)
-    key = key.ravel()
-    is_ref = frame["model"].to_numpy(dtype=str) == reference
+    sum of ``reference``'s mean score at the same (origin, step) in the same block, on the
+    points both have."""
     out: dict[str, np.ndarray] = {}
-    if reference not in models:
+    if reference not in points.models:
         out["n_paired"] = np.zeros(groups)
         out.update({f"{k}_ratio": np.full(groups, np.nan) for k in RATIO_KEYS})
         return out
-    keys = int(key.max()) + 1
+    key = points.block * points.pairs + points.pair
+    is_ref = points.model == int(np.searchsorted(points.models, reference))
     for ratio_key in RATIO_KEYS:
-        values = frame[_MEANS.get(ratio_key, ratio_key)].to_numpy(float)
-        ref_sum, ref_count = _group_means(key[is_ref], values[is_ref], keys)
+        values = points.values[_MEANS.get(ratio_key, ratio_key)]
+        ref_sum, ref_count = _group_means(key[is_ref], values[is_ref], points.blocks * points.pairs)
         ref = (ref_sum / ref_count)[key]  # naive's score at each row's point (nan: none)
-        both = np.isfinite(values) & np.isfinite(ref)
-        pair_codes = codes[np.tile(both, 2)]
-        num = np.bincount(
-            pair_codes, weights=np.tile(values, 2)[np.tile(both, 2)], minlength=groups
-        )
-        den = np.bincount(pair_codes, weights=np.tile(ref, 2)[np.tile(both, 2)], minlength=groups)
+        both = np.tile(np.isfinite(values) & np.isfinite(ref), 2)
+        pair_codes = codes[both]
+        num = np.bincount(pair_codes, weights=np.tile(values, 2)[both], minlength=groups)
+        den = np.bincount(pair_codes, weights=np.tile(ref, 2)[both], minlength=groups)
         out[f"{ratio_key}_ratio"] = np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
         if ratio_key == "wis":
             out["n_paired"] = np.bincount(pair_codes, minlength=groups).astype(float)
@@ -137,20 +208,26 @@ def _paired(
 
 def refresh_aggregates(conn: Connection, series: str, now: datetime) -> int:
     """Recompute every aggregate row of ``series`` from its scores; returns the row count."""
-    frame = read_scores(conn, series)
+    with paused_gc():
+        return _refresh(conn, series, now)
+
+
+def _refresh(conn: Connection, series: str, now: datetime) -> int:
+    columns = _fetch(conn, series)
     conn.execute(delete(aggregates).where(aggregates.c.series == series))
-    if frame.empty:
+    if not len(columns["step"]):
         return 0
-    as_of = frame["ds"].max()
-    tables = []
-    for window, days in WINDOWS.items():
-        part = frame if days is None else frame[frame["ds"] > as_of - timedelta(days=days)]
-        if not part.empty:
-            tables.append(summarize(part).assign(window=window))
-    table = pd.concat(tables, ignore_index=True)
+    as_of = columns["ds"].max()
+    points = _Points.of(columns)
+    newest = int(points.ds.max())
+    masks = [
+        np.ones(len(points.ds), dtype=bool) if days is None else points.ds > newest - days * _DAY_NS
+        for days in WINDOWS.values()
+    ]
+    table = _summarize(points.windows(masks))
+    table.insert(0, "window", np.array(list(WINDOWS), dtype=object)[table.pop("block")])
     for col in ("step", "n", "n_paired"):
         table[col] = table[col].astype(int)
     extra = {"series": series, "as_of": utc(as_of), "refreshed_at": now}
-    rows = [{**rec, **extra} for rec in records(table)]
-    bulk_insert(conn, aggregates, rows)
-    return len(rows)
+    insert_frame(conn, aggregates, table, extra)
+    return len(table)

@@ -2,13 +2,33 @@
 
 from __future__ import annotations
 
+import gc
 import math
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
+from itertools import repeat
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import Column, Connection, String, Table, type_coerce
+
+
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector for a bulk read or write: reading and scoring a
+    series allocates hundreds of thousands of short-lived acyclic objects (rows, floats,
+    strings), which trigger full collections of the whole heap that cost more than the work.
+    Reference counting still frees them; the collector runs again afterwards."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def raw_time(column: Column[Any]) -> Any:
@@ -31,8 +51,20 @@ def records(table: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def as_times(values: Any) -> pd.DatetimeIndex:
-    """Timestamps read from the ledger as a UTC index (SQLite strings or driver datetimes)."""
-    return pd.DatetimeIndex(pd.to_datetime(list(values), utc=True, format="ISO8601"))
+    """Timestamps read from the ledger as a UTC index (SQLite strings or driver datetimes);
+    each distinct value is parsed once (a ledger holds few distinct times per column)."""
+    items = list(values)
+    if items and isinstance(items[0], str):  # SQLite's naive UTC text: numpy parses it in C
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # an offset in the text: the general path below
+            try:
+                return pd.DatetimeIndex(np.array(items, dtype="datetime64[us]")).tz_localize("UTC")
+            except (ValueError, TypeError, UserWarning):
+                pass
+    codes, uniques = pd.factorize(np.asarray(items, dtype=object))
+    if not len(codes) or (codes < 0).any():  # nothing, or missing values: parse as they are
+        return pd.DatetimeIndex(pd.to_datetime(items, utc=True, format="ISO8601"))
+    return pd.DatetimeIndex(pd.to_datetime(list(uniques), utc=True, format="ISO8601"))[codes]
 
 
 def _sqlite_value(value: Any) -> Any:
@@ -50,11 +82,50 @@ def bulk_insert(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) 
     if not rows:
         return
     names = list(rows[0])
-    marks = ", ".join(["?" if conn.dialect.name == "sqlite" else "%s"] * len(names))
-    quoted = ", ".join(conn.dialect.identifier_preparer.quote(n) for n in names)
-    sql = f"INSERT INTO {table.name} ({quoted}) VALUES ({marks})"
     if conn.dialect.name == "sqlite":
         params = [tuple(_sqlite_value(row[n]) for n in names) for row in rows]
     else:
         params = [tuple(row[n] for n in names) for row in rows]
-    conn.exec_driver_sql(sql, params)
+    _execute_many(conn, table, names, params)
+
+
+def insert_frame(
+    conn: Connection, table: Table, frame: pd.DataFrame, constants: Mapping[str, Any] | None = None
+) -> None:
+    """Insert the rows of ``frame``, plus the ``constants`` columns (one value for every row),
+    as :func:`bulk_insert` does, converting whole columns at once: NaN and infinities become
+    NULL, and each distinct timestamp of a (tz-aware) datetime column is converted once."""
+    if frame.empty:
+        return
+    sqlite = conn.dialect.name == "sqlite"
+    names = [str(name) for name in frame.columns]
+    columns: list[Any] = [_column_values(frame[name], sqlite) for name in frame.columns]
+    for name, value in (constants or {}).items():
+        names.append(name)
+        columns.append(repeat(_sqlite_value(value) if sqlite else value, len(frame)))
+    _execute_many(conn, table, names, list(zip(*columns, strict=True)))
+
+
+def _column_values(col: pd.Series, sqlite: bool) -> list[Any]:
+    if isinstance(col.dtype, pd.DatetimeTZDtype):
+        codes, uniques = pd.factorize(col)
+        known = [t.to_pydatetime() for t in pd.DatetimeIndex(uniques).tz_convert("UTC")]
+        converted = [_sqlite_value(t) for t in known] if sqlite else known
+        lookup = np.array([*converted, None], dtype=object)
+        return list(lookup[codes])  # code -1 (NaT) -> the trailing None
+    if pd.api.types.is_float_dtype(col.dtype):
+        values = col.to_numpy(dtype=float)
+        out: list[Any] = values.tolist()
+        for i in np.flatnonzero(~np.isfinite(values)).tolist():
+            out[i] = None
+        return out
+    return col.tolist()
+
+
+def _execute_many(
+    conn: Connection, table: Table, names: Sequence[str], params: Sequence[tuple[Any, ...]]
+) -> None:
+    marks = ", ".join(["?" if conn.dialect.name == "sqlite" else "%s"] * len(names))
+    quoted = ", ".join(conn.dialect.identifier_preparer.quote(n) for n in names)
+    sql = f"INSERT INTO {table.name} ({quoted}) VALUES ({marks})"
+    conn.exec_driver_sql(sql, list(params))

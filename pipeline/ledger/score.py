@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, and_, delete, insert, select, update
+from sqlalchemy import Connection, and_, bindparam, delete, insert, select, update
 
 from pipeline.config import Settings
 from pipeline.errors import PipelineError
@@ -35,7 +35,7 @@ from pipeline.evaluation.metrics import interval_scores
 from pipeline.ledger.aggregate import refresh_aggregates
 from pipeline.ledger.db import Ledger
 from pipeline.ledger.record import LEDGER_LEVELS, utc
-from pipeline.ledger.rows import as_times, bulk_insert, raw_time, records
+from pipeline.ledger.rows import as_times, insert_frame, paused_gc, raw_time
 from pipeline.ledger.schema import actuals, corrections, issues, scores, steps
 from pipeline.ledger.upsert import insert_ignore
 from pipeline.process.stage import load_training_series
@@ -92,7 +92,7 @@ def score(
                 result.skipped.append(f"{name}: {exc}")
                 logger.warning("ledger: cannot score %s: %s", name, exc, extra={"series": name})
                 continue
-        with ledger.writer() as conn:
+        with paused_gc(), ledger.writer() as conn:
             n, fixed = score_series(conn, name, y, settings.ledger_scale_window, now)
         result.scored[name], result.corrected[name] = n, fixed
         if n or fixed:
@@ -122,12 +122,11 @@ def score_series(
     frame = frame[frame["ds"].isin(y.index)]
     frame["actual"] = y.reindex(pd.DatetimeIndex(frame["ds"])).to_numpy(dtype=float)
     frame["scale"] = origin_scales(y, frame["origin"], window)
-    rows = score_rows(frame, series, now)
+    rows = score_rows(frame, series)
     for start in range(0, len(changed), _CHUNK):  # the old scores of corrected prices
         part = changed[start : start + _CHUNK]
         conn.execute(delete(scores).where(scores.c.series == series, scores.c.ds.in_(part)))
-    if rows:
-        bulk_insert(conn, scores, rows)
+    insert_frame(conn, scores, rows, {"scored_at": now})
     _remember_actuals(conn, series, frame, now)
     if refresh:
         refresh_aggregates(conn, series, now)
@@ -137,27 +136,27 @@ def score_series(
 def _corrections(conn: Connection, series: str, y: pd.Series, now: datetime) -> list[datetime]:
     """Record every stored actual of ``series`` whose price changed; returns their ``ds``."""
     stored = conn.execute(
-        select(actuals.c.ds, actuals.c.price).where(actuals.c.series == series)
+        select(raw_time(actuals.c.ds), actuals.c.price).where(actuals.c.series == series)
     ).all()
     if not stored:
         return []
-    ds = pd.DatetimeIndex(pd.to_datetime([r.ds for r in stored], utc=True))
-    old = np.array([r.price for r in stored], dtype=float)
+    ds = as_times(r[0] for r in stored)
+    old = np.array([r[1] for r in stored], dtype=float)
     new = y.reindex(ds).to_numpy(dtype=float)
     moved = np.isfinite(new) & ~np.isclose(new, old, rtol=1e-12, atol=0.0)
     changed = [utc(t) for t in ds[moved]]
-    for when, before, after in zip(changed, old[moved], new[moved], strict=True):
-        conn.execute(
-            insert(corrections).values(
-                series=series, ds=when, old_price=float(before), new_price=float(after), seen_at=now
-            )
-        )
+    if changed:
+        fixes = [
+            {"series": series, "ds": when, "old_price": a, "new_price": b, "seen_at": now}
+            for when, a, b in zip(changed, old[moved].tolist(), new[moved].tolist(), strict=True)
+        ]
+        conn.execute(insert(corrections), fixes)
         conn.execute(
             update(actuals)
-            .where(actuals.c.series == series, actuals.c.ds == when)
-            .values(price=float(after), seen_at=now)
+            .where(actuals.c.series == series, actuals.c.ds == bindparam("at"))
+            .values(price=bindparam("fixed"), seen_at=now),
+            [{"at": f["ds"], "fixed": f["new_price"]} for f in fixes],
         )
-    if changed:
         logger.warning(
             "ledger: %d corrected price(s) of %s (first %s): rescoring their steps",
             len(changed), series, changed[0].isoformat(), extra={"series": series},
@@ -208,8 +207,9 @@ def origin_scales(y: pd.Series, origins: pd.Series, window: int) -> np.ndarray:
     return np.where(scale > 0, scale, np.nan)
 
 
-def score_rows(frame: pd.DataFrame, series: str, now: datetime) -> list[dict[str, Any]]:
-    """The ``scores`` rows of ``frame`` (steps with ``actual`` and ``scale``)."""
+def score_rows(frame: pd.DataFrame, series: str) -> pd.DataFrame:
+    """The ``scores`` rows of ``frame`` (steps with ``actual`` and ``scale``), but
+    ``scored_at``."""
     y = frame["actual"].to_numpy(dtype=float)
     per = interval_scores(y, frame, LEDGER_LEVELS)
     error = frame["mean"].to_numpy(dtype=float) - y
@@ -227,25 +227,19 @@ def score_rows(frame: pd.DataFrame, series: str, now: datetime) -> list[dict[str
         "winkler_95": per["winkler_95"],
         "wis": per["wis"],
     }
-    table = pd.DataFrame(
+    return pd.DataFrame(
         {
             "issue": frame["issue"].astype(int).to_numpy(),
             "step": frame["step"].astype(int).to_numpy(),
             "series": series,
             "model": frame["model"].to_numpy(),
-            "origin": _py_times(frame["origin"]),
-            "ds": _py_times(frame["ds"]),
+            "origin": pd.DatetimeIndex(frame["origin"]).tz_convert("UTC"),
+            "ds": pd.DatetimeIndex(frame["ds"]).tz_convert("UTC"),
             "actual": y,
             "scale": frame["scale"].to_numpy(dtype=float),
             **columns,
-            "scored_at": now,
         }
     )
-    return records(table)
-
-
-def _py_times(values: pd.Series) -> list[datetime]:
-    return list(pd.DatetimeIndex(values).tz_convert("UTC").to_pydatetime())
 
 
 def _remember_actuals(conn: Connection, series: str, frame: pd.DataFrame, now: datetime) -> None:

@@ -36,6 +36,7 @@ from pipeline.artifacts.store import ArtifactStore
 from pipeline.config import Settings
 from pipeline.errors import IngestError, PipelineError
 from pipeline.evaluation.champion import GateDecision, backtest_gate, bootstrap
+from pipeline.evaluation.live import LIVE_KEY, live_promotion
 from pipeline.ingest import ratelimit
 from pipeline.ingest.breaker import CircuitOpenError
 from pipeline.scheduling.history import (
@@ -48,6 +49,7 @@ from pipeline.scheduling.ledger_update import update_ledger
 from pipeline.scheduling.metrics import write_metrics_file
 from pipeline.scheduling.notify import alert_if_needed, notify_api
 from pipeline.series import SeriesId
+from pipeline.storage.sync import after_run, before_read
 
 if TYPE_CHECKING:
     from pipeline.scheduling.cluster import Cluster
@@ -262,9 +264,14 @@ def _run_series(
         decision = run_stage(
             "gate", lambda: stages.gate(series, settings, result, serving_model), timeout, stop
         )
+        # The forecast ledger's live figures beside the backtest (never raises).
+        live = live_promotion(series, settings, decision, serving_model, result.versions)
+        decision = live.decision
         outcome.reason = decision.reason
         outcome.candidate = decision.candidate
         outcome.metrics = dict(decision.summary.get(decision.candidate, {}))
+        if live.figures:
+            outcome.metrics[LIVE_KEY] = live.figures
         if stop.is_set():
             raise StopRequestedError("stop requested before promotion")
         meta = result.versions.get(decision.candidate)
@@ -334,6 +341,7 @@ def run_cycle(
     with cycle_lock(settings):
         stages = stages or default_stages()
         models = list(models) if models else parse_models(None)
+        before_read(settings)  # s3:// folders: pull the models and data this cycle reads
         started = time.monotonic()
         record = CycleRecord(run_id=uuid.uuid4().hex[:12], started_at=datetime.now(UTC).isoformat())
         logger.info("retraining cycle %s started", record.run_id, extra={"run_id": record.run_id})
@@ -363,6 +371,7 @@ def run_cycle(
             record.reloaded_api = notify_api(settings)
         record.ended_at = datetime.now(UTC).isoformat()
         record.duration_seconds = round(time.monotonic() - started, 3)
+        after_run(settings)  # an s3:// REPORTS_DIR: publish the reports written
         append_history(settings, record)
         write_metrics_file(settings)
         alert_if_needed(settings, record)

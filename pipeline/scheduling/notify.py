@@ -13,6 +13,7 @@ from pydantic import SecretStr
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from pipeline.config import ADMIN_KEY_HEADER, Settings
+from pipeline.evaluation.live import live_alert
 from pipeline.logs import redact, redact_url, secret_values, url_secrets
 from pipeline.scheduling.history import REFRESH, REFRESH_OK, CycleRecord, RefreshRecord
 
@@ -54,18 +55,25 @@ def notify_api(settings: Settings) -> bool | None:
 
 
 def alert_if_needed(settings: Settings, record: CycleRecord) -> None:
-    """POST a JSON alert on failures and rejected promotions (retried, bounded, never raises).
+    """POST a JSON alert on failures, rejected promotions and live alerts (retried, bounded,
+    never raises).
 
-    Sent only when ALERT_WEBHOOK_URL is set and a series failed or had its candidate rejected.
+    Sent only when ALERT_WEBHOOK_URL is set and a series failed, had its candidate rejected or
+    raised a live alert (a champion failing the ledger's calibration test,
+    :mod:`pipeline.evaluation.live`): that problem carries the ``alert`` text too.
     """
-    bad = [o for o in record.series if o.status in ALERT_STATUSES]
+    bad = [o for o in record.series if o.status in ALERT_STATUSES or live_alert(o.metrics)]
     if not settings.alert_webhook_url or not bad:
         return
     payload = {
         "source": "retrain_scheduler",
         "run_id": record.run_id,
         "status": record.status,
-        "problems": [{"series": o.series, "status": o.status, "reason": o.reason} for o in bad],
+        "problems": [
+            {"series": o.series, "status": o.status, "reason": o.reason}
+            | ({"alert": alert} if (alert := live_alert(o.metrics)) else {})
+            for o in bad
+        ],
     }
     post_alert(settings, payload)
 

@@ -5,7 +5,8 @@ They are the hot paths: :class:`~pipeline.api.hot.HotRoute` checks the API key, 
 input with the pydantic model of the signature, maps the errors and documents the route from
 the same models; the handlers return the forecast bytes pre-serialised by
 :mod:`pipeline.api.served`, from the first step after the runtime's clock (``runtime.clock``;
-one time for a whole batch) under the runtime's staleness rules.
+one time for a whole batch) under the runtime's staleness rules. Every v1 answer carries the
+``trust`` block of the model that answered, from memory (:mod:`pipeline.api.trust`).
 """
 
 from __future__ import annotations
@@ -76,8 +77,13 @@ async def predict_v1(runtime: Runtime, body: PredictRequest) -> bytes:
     if body.fallback or (body.fallback is None and runtime._settings().enable_fallback):
         return await _with_fallback(runtime, body, runtime.clock())
     served = lookup(runtime, body.coin, body.vs_currency, body.timeframe, body.model)
+    now = runtime.clock()
     payload = served.predict_json(
-        body.steps, body.levels, now=runtime.clock(), policy=runtime.staleness
+        body.steps,
+        body.levels,
+        now=now,
+        policy=runtime.staleness,
+        trust=runtime.trust.block(served, now),
     )
     runtime.count_prediction(served)
     return payload
@@ -86,7 +92,10 @@ async def predict_v1(runtime: Runtime, body: PredictRequest) -> bytes:
 async def _with_fallback(runtime: ApiRuntime, body: PredictRequest, now: datetime) -> bytes:
     """The answer of a request that asked for fallbacks (:mod:`pipeline.api.fallback`)."""
     found = await fallback.resolve(runtime, body.coin, body.vs_currency, body.timeframe, body.model)
-    payload = found.served.predict_json(body.steps, body.levels, now=now, policy=runtime.staleness)
+    trust = runtime.trust.block(found.served, now, found.info)
+    payload = found.served.predict_json(
+        body.steps, body.levels, now=now, policy=runtime.staleness, trust=trust
+    )
     fallback.count(runtime, found.info)
     runtime.count_prediction(found.served)
     return fallback.with_fallback(payload, found.info_json)
@@ -157,7 +166,10 @@ def _batch_item(
         if isinstance(item, InvalidRequest):
             raise invalid_input(item.errors, f"requests.{index}")
         served = lookup(runtime, item.coin, item.vs_currency, item.timeframe, item.model)
-        payload = served.predict_json(item.steps, item.levels, now=now, policy=runtime.staleness)
+        trust = runtime.trust.block(served, now)
+        payload = served.predict_json(
+            item.steps, item.levels, now=now, policy=runtime.staleness, trust=trust
+        )
     except (StepsError, ForecastUnavailable, ApiError) as exc:
         return _batch_error(index, exc), False
     runtime.count_prediction(served)
