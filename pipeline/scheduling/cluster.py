@@ -13,7 +13,8 @@ Every CoinGecko call of every worker takes its turn from one call budget on the 
 (:class:`pipeline.ingest.ratelimit.DaskState`). A stop (SIGTERM) sets a ``distributed.Event``
 the tasks look at between stages, so they end as they would locally. The workers read and write
 ``DATA_DIR`` and ``MODELS_DIR`` at the driver's absolute paths: on several hosts those must be
-one shared filesystem.
+one shared filesystem, unless they are on an object store (each task then works in its worker's
+own working copy, :func:`pipeline.storage.worker.task_settings`).
 """
 
 from __future__ import annotations
@@ -307,6 +308,20 @@ class ClusterStop(threading.Event):
 # -- the tasks (run on the workers) ----------------------------------------------------------
 
 
+def _here(settings: Settings, raw: SeriesId, series: SeriesId | None = None) -> Settings:
+    """The task's settings on this worker: store-backed folders on its own working copy, with
+    what the task reads pulled (the raw file; the processed file and models of ``series``)."""
+    from pipeline.ingest.store import raw_path
+    from pipeline.process.stage import processed_path
+    from pipeline.storage.worker import task_settings
+
+    data = [raw_path(Path(), raw).with_suffix("").as_posix()]
+    if series is None:
+        return task_settings(settings, data=data)
+    data.append(processed_path(Path(), series).with_suffix("").as_posix())
+    return task_settings(settings, models=[f"{series.name}/"], data=data)
+
+
 def _ingest_task(
     ingest: Callable[[SeriesId, Settings], Any],
     raw: SeriesId,
@@ -315,7 +330,7 @@ def _ingest_task(
     budget: ratelimit.DaskState | None,
     retries: int,
 ) -> Ingested:
-    stop = ClusterStop(stop_name)
+    stop, settings = ClusterStop(stop_name), _here(settings, raw)
     calls = ratelimit.budget_for(settings, budget) if budget is not None else None
     try:
         done = ingest_raw(ingest, raw, settings, stop, calls, retries)
@@ -338,6 +353,7 @@ def _cycle_task(
     stop = ClusterStop(stop_name)
     if stop.is_set():
         return SeriesOutcome(series.name, "stopped", "stop requested before this series")
+    settings = _here(settings, series.raw, series)
     outcome = run_series(series, settings, stages, models, stop, ingest=ingested.check)
     outcome.ingest_wait_seconds = ingested.waited_seconds
     return outcome
@@ -350,6 +366,7 @@ def _pipeline_task(
     from pipeline.train.stage import train_series
 
     stage = "ingest"
+    settings = _here(settings, series.raw, series)
     try:
         ingested.check(series)
         stage = "process"
@@ -372,6 +389,7 @@ def _refresh_task(
     from pipeline.refresh.stage import refresh_series
 
     stop, timeout = ClusterStop(stop_name), settings.stage_timeout_seconds
+    settings = _here(settings, series.raw, series)
 
     def limited(s: SeriesId, st: Settings) -> Any:
         return run_stage("process", lambda: process(s, st), timeout, stop)

@@ -168,11 +168,12 @@ def _group(listing: Listed) -> tuple[dict[str, Listed], dict[str, Listed], Liste
     return versions, issues, pointers
 
 
-def pull_models(mirror: Mirror) -> PullReport:
-    """Bring the working copy of a models folder up to date (see the module docs)."""
+def pull_models(mirror: Mirror, under: str = "") -> PullReport:
+    """Bring the working copy of a models folder up to date (see the module docs); only the
+    objects under ``under`` (``"<series>/"``: one series) when given."""
     report = PullReport()
     with mirror.lock:
-        versions, issues, pointers = _group(mirror.objects.listing())
+        versions, issues, pointers = _group(mirror.objects.listing(under))
         for prefix, listed in sorted(versions.items()):
             if (mirror.root / prefix / METADATA).is_file():
                 continue
@@ -226,11 +227,12 @@ def _step(
         _refuse(mirror, report, prefix, info.etag, why)
 
 
-def pull_files(mirror: Mirror) -> PullReport:
-    """Download every file of the store folder whose content differs from the local file's."""
+def pull_files(mirror: Mirror, under: str = "") -> PullReport:
+    """Download every file of the store folder (under ``under`` when given) whose content
+    differs from the local file's."""
     report = PullReport()
     with mirror.lock:
-        for key, info in sorted(mirror.objects.listing().items()):
+        for key, info in sorted(mirror.objects.listing(under).items()):
             parts = key.split("/")
             if not _safe(parts) or md5_file(mirror.root / key) == info.etag:
                 continue

@@ -4,10 +4,11 @@ pair; twice each, the second time from an empty cache (a new machine). A fresh r
 store finds the same champions, the same forecast paths, the same data, and only versions that
 verify.
 
-Each run has its own bucket and its own ``STORAGE_CACHE_DIR``. The workers share the driver's
-working copy (they run on its host, at its absolute paths: what the design requires) and
-publish with their own settings (the ``S3_*`` variables they started with); their own
-``STORAGE_CACHE_DIR`` is never used.
+Each run has its own bucket and its own ``STORAGE_CACHE_DIR``. The workers start with a
+``STORAGE_CACHE_DIR`` of their own, as on other hosts: the driver's working copy is not theirs,
+so each task pulls what it reads into its worker's working copy (the two processes of the local
+cluster share one) and publishes what it writes with the worker's own settings (the ``S3_*``
+variables it started with). Nothing the workers do reaches the driver but through the store.
 """
 
 from __future__ import annotations
@@ -205,5 +206,22 @@ def test_the_cycle_on_s3_gives_the_same_champions_and_paths_on_every_executor(
     # Every version the workers published is complete and matches its metadata's sha256s.
     for settings in runs.values():
         assert unverified_versions(s3_server, bucket_of(settings)) == []
-    # The workers wrote into the driver's working copy, never into a cache of their own.
-    assert not worker_env.exists()
+    # The workers worked in their own caches, never in the driver's working copy: what they
+    # wrote reached the driver's second cycle and the readers through the store alone.
+    first = {n: store_settings(s3_server, tmp_path / "first", n, b) for n, b in buckets.items()}
+    for name in ("lc", "pair"):
+        assert not list(Path(first[name].models_dir).glob("*/*/*/metadata.json")), name
+        assert not list(Path(first[name].data_dir).rglob("*.csv")), name
+        own = worker_store(worker_env, bucket_of(first[name]))
+        assert champions(own) == served[name]
+        assert forecast_paths(own) == paths[name]
+        assert data_files(own) == data[name]
+    assert not (worker_env / "s3" / buckets["local"]).exists()
+
+
+def worker_store(cache: Path, bucket: str) -> Settings:
+    """The working copies the workers filled for ``bucket`` under their own cache."""
+    return load_settings(
+        coins=["bitcoin"], frequencies=FREQUENCIES, data_dir=f"s3://{bucket}/crypto/data",
+        models_dir=f"s3://{bucket}/crypto/models", storage_cache_dir=cache,
+    )  # fmt: skip
