@@ -9,12 +9,10 @@ Series: 20 coins x 1d and 1h, one year each by default (365 daily, 8,760 hourly 
 ``--days``; ``--freqs 1d`` for one frequency). Bitcoin and ethereum come from the real files
 in ``../shared/data`` when present (the last days of each export; ethereum has no hourly file
 and uses the offline sample), every other coin from the offline sample at a fixed "now", so
-every mode sees the same data. Models: by default a cheaper set than the nightly one
-(``naive,drift,garch``: on our shared 2 cores the ten defaults take ~20 s per hourly series,
-see bench_cycle.py, and 40 series x 3 modes would take an hour); ``--models`` changes it
-(``--models default``: the nightly defaults, run it on a few coins: ``--coins 2 --modes
-sequential``). Every mode runs the real stages (ingest, process, the selection backtest, gate,
-promotion) on fresh folders.
+every mode sees the same data. Models: by default the nightly defaults (``--models default``;
+about an hour for 40 series x 3 modes on 2 shared cores); ``--models naive,drift,garch`` is a
+cheaper set for a quick run. Every mode runs the real stages (ingest, process, the selection
+backtest, gate, promotion) on fresh folders.
 
 Reported: wall time, per-series cost (wall / series, the mean time one series' task took, per
 frequency too, and the CPU seconds of this process and its children: the whole work when
@@ -22,7 +20,7 @@ sequential, only the client's share on a cluster), the overhead of the cluster (
 next to the ideal: the tasks' own time split over its workers; and next to sequential), and
 whether every mode chose the same champions with the same forecast paths.
 
-    .venv/bin/python bench/bench_cluster.py [--coins 20] [--models naive,drift|default]
+    .venv/bin/python bench/bench_cluster.py [--coins 20] [--models default|naive,drift,garch]
 """
 
 from __future__ import annotations
@@ -54,7 +52,7 @@ SHARED_FILES = {
     ("ethereum", "1d"): "coingecko_eth-usd_1d_2015-2021.csv",
 }
 FIXED_NOW = datetime(2026, 11, 20, 0, 0, tzinfo=UTC)
-DEFAULT_MODELS = "naive,drift,garch"
+DEFAULT_MODELS = "default"
 
 
 def bench_ingest(series: SeriesId, settings: Settings) -> Any:
