@@ -64,6 +64,12 @@ class LedgerSettings(BaseSettings):
         description="re-read the ledger's trust summaries this often (s); 0 = at start-up and "
         "after each model reload only",
     )
+    accuracy_cache_seconds: float = Field(
+        60.0,
+        ge=0,
+        description="an API worker serves a /api/v1/accuracy answer from its cache this long "
+        "(s) and after a model reload reads the ledger again; 0 = read it for every request",
+    )
     live_promotion_min_points: int = Field(
         DEFAULT_LIVE_MIN_POINTS,
         ge=2,

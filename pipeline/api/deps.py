@@ -18,6 +18,7 @@ from fastapi.security import APIKeyHeader
 from starlette.types import Scope
 
 from pipeline import __version__
+from pipeline.api.accuracy_cache import AnswerCache
 from pipeline.api.data import DataCache
 from pipeline.api.errors import ApiError, NotServedError, unauthorized
 from pipeline.api.freshness import IssueAgeCollector, Staleness, utc_now
@@ -80,6 +81,9 @@ class ApiRuntime:
         #: the trust blocks of the predict answers (pipeline.api.trust), refreshed in the background
         self.trust = TrustCache(self.metrics.registry)
         self.reload_listeners.append(self.trust.registry_changed)
+        #: the live-accuracy answers (pipeline.api.accuracy_cache), dropped on every reload
+        self.accuracy = AnswerCache()
+        self.reload_listeners.append(self.accuracy.registry_changed)
         for collector in self.model_collectors():
             self.metrics.registry.register(collector)
 
@@ -99,6 +103,7 @@ class ApiRuntime:
         )
         self.code_version = code_version()
         self.trust.configure(settings)
+        self.accuracy.configure(settings.accuracy_cache_seconds)
 
     def model_collectors(self) -> list[ModelCollector | IssueAgeCollector]:
         """The collectors that read the served models at scrape time."""

@@ -132,9 +132,14 @@ def json_response(body: bytes, status: int = 200) -> Response:
     return Response(body, status_code=status, media_type=JSON)
 
 
+def dump_json(data: Any) -> bytes:
+    """``data`` serialised compactly (what :func:`dump_response` sends)."""
+    return json.dumps(data, separators=(",", ":"), default=str).encode()
+
+
 def dump_response(data: Any, status: int = 200) -> Response:
     """``data`` serialised compactly as a JSON response."""
-    return json_response(json.dumps(data, separators=(",", ":"), default=str).encode(), status)
+    return json_response(dump_json(data), status)
 
 
 def validation_details(errors: Any, prefix: str | None = None) -> list[dict[str, Any]]:

@@ -20,7 +20,7 @@ from fastapi.responses import Response
 
 from pipeline.api.accuracy_schemas import AccuracyResponse, ServedIssueResponse
 from pipeline.api.deps import API_KEY, ApiRuntime, runtime_of
-from pipeline.api.errors import ERRORS, ApiError, dump_response
+from pipeline.api.errors import ERRORS, ApiError, dump_json, dump_response, json_response
 from pipeline.api.schemas import COIN_REGEX, MODEL_REGEX, VS_REGEX, ErrorResponse, Timeframe
 from pipeline.config import Settings
 from pipeline.errors import UsageError
@@ -127,15 +127,29 @@ async def accuracy(
     steps: Annotated[bool, Query(description="add the figures of every step")] = False,
 ) -> Response:
     """The live leaderboard: every recorded model of the series scored on the prices that
-    arrived after its forecasts, best WIS ratio to naive first, the champion marked."""
+    arrived after its forecasts, best WIS ratio to naive first, the champion marked. Answers
+    are kept per worker for ``ACCURACY_CACHE_SECONDS`` (:mod:`pipeline.api.accuracy_cache`)."""
     runtime = runtime_of(request)
     series = _series(runtime, coin, vs_currency, timeframe)
-    board = await _read(
-        request, runtime, leaderboard, series.name, model=model, window=window, steps=steps
-    )
-    if not board.rows:
+    key = (series.name, model, window, steps)
+    cached = runtime.accuracy.get(key)
+    if cached is not None:
+        return json_response(cached)
+    body = await _read(request, runtime, _leaderboard_body, series.name, model, window, steps)
+    if body is None:
         scope = f"no scored forecasts of model {model!r}" if model else "no scored forecasts"
         raise _not_recorded(series, f"{scope} in window {window}")
+    runtime.accuracy.put(key, body)
+    return json_response(body)
+
+
+def _leaderboard_body(
+    ledger: Ledger, series: str, model: str | None, window: str, steps: bool
+) -> bytes | None:
+    """The serialised answer of ``/api/v1/accuracy`` (``None``: no scored rows)."""
+    board = leaderboard(ledger, series, model=model, window=window, steps=steps)
+    if not board.rows:
+        return None
     rows = [
         {
             "model": row.model,
@@ -145,7 +159,7 @@ async def accuracy(
         }
         for row in board.rows
     ]
-    return dump_response(
+    return dump_json(
         {
             "series": board.series,
             "window": board.window,

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
 from pipeline.config import load_settings
+from pipeline.ledger.db import open_ledger
 from pipeline.ledger.hooks import record_and_score
+from pipeline.ledger.score import score
+from pipeline.series import SeriesId
 from tests.helpers.ledger import StoreWithIssues, build_store
 from tests.helpers.postgres import PostgresServer, find_bin, start_server
 from tests.helpers.serving import TestClient
@@ -110,6 +114,75 @@ def test_an_unreachable_ledger_is_503_and_the_rest_keeps_serving(make_client: Cl
     assert history.status_code == 503
     assert client.get("/health/live").status_code == 200
     assert client.get("/api/v1/models").status_code == 200
+
+
+def _rescore(built: StoreWithIssues, factor: float) -> None:
+    """Correct every observed price by ``factor``: the ledger rescores every matured step."""
+    settings = load_settings()
+    prices = built.y.iloc[:140] * factor
+    ledger = open_ledger(settings)
+    try:
+        assert score(ledger, settings, [built.series], prices={built.series.name: prices}).scored
+    finally:
+        ledger.close()
+
+
+def _figures(client: TestClient) -> dict[str, Any]:
+    response = client.get("/api/v1/accuracy", params={**QUERY, "window": "all"})
+    assert response.status_code == 200, response.text
+    return {row["model"]: row["figures"] for row in response.json()["models"]}
+
+
+def test_accuracy_answers_are_cached_until_their_max_age(
+    recorded: StoreWithIssues, make_client: Client
+) -> None:
+    client = make_client(ACCURACY_CACHE_SECONDS="60")
+    cache = client.app.state.runtime.accuracy
+    now = [1000.0]
+    cache.clock = lambda: now[0]
+    first = _figures(client)
+    _rescore(recorded, 1.05)
+    assert _figures(client) == first  # the worker's copy: no ledger read
+    assert cache.hits == 1 and len(cache) == 1
+    now[0] += 60.0
+    fresh = _figures(client)
+    assert fresh != first and fresh["drift"]["wis"] != first["drift"]["wis"]
+    # One model or the per-step detail is another answer, read from the ledger.
+    one = client.get("/api/v1/accuracy", params={**QUERY, "window": "all", "model": "drift"})
+    assert one.json()["models"][0]["figures"] == fresh["drift"]
+
+
+def test_a_model_reload_drops_the_cached_answers(
+    recorded: StoreWithIssues, make_client: Client
+) -> None:
+    client = make_client(ACCURACY_CACHE_SECONDS="3600", ADMIN_API_KEY="adm")
+    first = _figures(client)
+    _rescore(recorded, 0.95)
+    assert _figures(client) == first
+    recorded.store.promote(recorded.series, "drift", recorded.versions["drift"], "test")
+    assert client.post("/model/reload", headers={"X-Admin-Key": "adm"}).status_code == 200
+    assert _figures(client) != first
+
+
+def test_without_a_cache_every_answer_reads_the_ledger(
+    recorded: StoreWithIssues, make_client: Client
+) -> None:
+    client = make_client(ACCURACY_CACHE_SECONDS="0")
+    first = _figures(client)
+    _rescore(recorded, 1.05)
+    assert _figures(client) != first
+    assert len(client.app.state.runtime.accuracy) == 0
+
+
+def test_not_found_answers_are_not_cached(recorded: StoreWithIssues, make_client: Client) -> None:
+    client = make_client(ACCURACY_CACHE_SECONDS="3600")
+    params = {**QUERY, "coin": "ethereum"}
+    assert client.get("/api/v1/accuracy", params=params).status_code == 404
+    settings = load_settings()
+    ethereum = SeriesId("ethereum", "usd", "1d")
+    build_store(settings.models_dir, settings.data_dir, observed=140, series=ethereum)
+    assert record_and_score(settings, [ethereum])
+    assert client.get("/api/v1/accuracy", params=params).status_code == 200
 
 
 @pytest.fixture(scope="module")
