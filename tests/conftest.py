@@ -1,4 +1,5 @@
-"""Fixtures shared by every test: isolated settings, an artifact store, the optional real data."""
+"""Fixtures shared by every test: isolated settings, an artifact store, the optional real data,
+a real PostgreSQL server."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 from pipeline.artifacts.store import ArtifactStore
 from pipeline.config import get_settings
 from tests.helpers.paths import SHARED_DATA
+from tests.helpers.postgres import PostgresServer, find_bin, start_server
 
 
 @pytest.fixture(autouse=True)
@@ -53,3 +55,17 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data is absent (real price history is only beside CI)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A throw-away PostgreSQL server on 127.0.0.1 for the whole session (each test creates its
+    own database on it). Skips only when no server binaries are installed; a server that is
+    installed but does not start fails the test."""
+    if find_bin("initdb") is None or find_bin("pg_ctl") is None:
+        pytest.skip("PostgreSQL tests skipped: no PostgreSQL server binaries (initdb, pg_ctl)")
+    server = start_server()
+    if isinstance(server, str):
+        pytest.fail(f"PostgreSQL did not start: {server}")
+    yield server
+    server.stop()

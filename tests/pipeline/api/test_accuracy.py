@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -14,7 +14,7 @@ from pipeline.ledger.hooks import record_and_score
 from pipeline.ledger.score import score
 from pipeline.series import SeriesId
 from tests.helpers.ledger import StoreWithIssues, build_store
-from tests.helpers.postgres import PostgresServer, find_bin, start_server
+from tests.helpers.postgres import PostgresServer
 from tests.helpers.serving import TestClient
 
 Client = Callable[..., TestClient]
@@ -185,24 +185,13 @@ def test_not_found_answers_are_not_cached(recorded: StoreWithIssues, make_client
     assert client.get("/api/v1/accuracy", params=params).status_code == 200
 
 
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[PostgresServer]:
-    if find_bin("initdb") is None or find_bin("pg_ctl") is None:
-        pytest.skip("PostgreSQL test skipped: no PostgreSQL server binaries (initdb, pg_ctl)")
-    server = start_server()
-    if isinstance(server, str):
-        pytest.fail(f"PostgreSQL did not start: {server}")
-    yield server
-    server.stop()
-
-
 @pytest.mark.slow
 def test_accuracy_and_history_on_postgresql(
-    postgres: PostgresServer, make_client: Client, monkeypatch: pytest.MonkeyPatch
+    postgres_server: PostgresServer, make_client: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    name = postgres.create_database()
+    name = postgres_server.create_database()
     try:
-        monkeypatch.setenv("LEDGER_URL", postgres.url(name))
+        monkeypatch.setenv("LEDGER_URL", postgres_server.url(name))
         settings = load_settings()
         built = build_store(settings.models_dir, settings.data_dir, refreshes=4, observed=140)
         assert record_and_score(settings, [built.series])
@@ -214,4 +203,4 @@ def test_accuracy_and_history_on_postgresql(
         assert history.status_code == 200 and history.json()["model"] == "naive"
         client.app.state.ledger_holder.drop()  # release the connections before the drop
     finally:
-        postgres.drop_database(name)
+        postgres_server.drop_database(name)

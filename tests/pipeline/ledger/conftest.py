@@ -13,18 +13,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.ledger.db import Ledger, open_ledger
-from tests.helpers.postgres import PostgresServer, find_bin, start_server
-
-
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
-    if find_bin("initdb") is None or find_bin("pg_ctl") is None:
-        pytest.skip("PostgreSQL tests skipped: no PostgreSQL server binaries (initdb, pg_ctl)")
-    server = start_server()
-    if isinstance(server, str):  # the binaries are there: a failed start is a failure
-        pytest.fail(f"PostgreSQL did not start for the ledger tests: {server}")
-    yield server
-    server.stop()
+from tests.helpers.postgres import PostgresServer
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -24,7 +24,7 @@ from pipeline.scheduling import jobs
 from pipeline.scheduling.history import EXIT_LOCKED, LOCK_FILE, LockBusyError, history_path
 from pipeline.scheduling.job_runner import run_job
 from pipeline.scheduling.lock import cycle_lock, describe_lock, lock_key, postgres_conninfo
-from tests.helpers.postgres import PostgresServer, find_bin, start_server
+from tests.helpers.postgres import PostgresServer
 
 ROOT = Path(__file__).resolve().parents[3]
 UNREACHABLE = "postgresql://nobody@127.0.0.1:1/ledger"
@@ -38,17 +38,6 @@ with cycle_lock(load_settings(), job=sys.argv[1]):
     while True:
         time.sleep(60)
 """
-
-
-@pytest.fixture(scope="module")
-def postgres_server() -> Iterator[PostgresServer]:
-    if find_bin("initdb") is None or find_bin("pg_ctl") is None:
-        pytest.skip("PostgreSQL lock tests skipped: no PostgreSQL server binaries (initdb, pg_ctl)")
-    server = start_server()
-    if isinstance(server, str):  # the binaries are there: a failed start is a failure
-        pytest.fail(f"PostgreSQL did not start for the lock tests: {server}")
-    yield server
-    server.stop()
 
 
 @pytest.fixture

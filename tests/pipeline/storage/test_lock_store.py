@@ -3,7 +3,6 @@ the same s3:// MODELS_DIR, nothing shared on disk) are kept apart by the ledger'
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,19 +10,14 @@ import pytest
 from pipeline.config import Settings, load_settings
 from pipeline.scheduling.history import LockBusyError
 from pipeline.scheduling.lock import cycle_lock
-from tests.helpers.postgres import PostgresServer, find_bin, start_server
+from tests.helpers.postgres import PostgresServer
 from tests.helpers.s3 import S3Server
 
 
 @pytest.fixture(scope="module")
-def ledger_url() -> Iterator[str]:
-    if find_bin("initdb") is None or find_bin("pg_ctl") is None:
-        pytest.skip("PostgreSQL lock tests skipped: no PostgreSQL server binaries (initdb, pg_ctl)")
-    server: PostgresServer | str = start_server()
-    if isinstance(server, str):  # the binaries are there: a failed start is a failure
-        pytest.fail(f"PostgreSQL did not start for the lock tests: {server}")
-    yield server.url(server.create_database())
-    server.stop()
+def ledger_url(postgres_server: PostgresServer) -> str:
+    """One database of the session's PostgreSQL server, the ledger (and lock) of both hosts."""
+    return postgres_server.url(postgres_server.create_database())
 
 
 def host(s3: S3Server, bucket: str, cache: Path, ledger: str | None) -> Settings:
