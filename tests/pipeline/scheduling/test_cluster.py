@@ -3,9 +3,6 @@ every worker, and a real ``dask scheduler`` / ``dask worker`` pair."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,17 +16,15 @@ from pipeline.scheduling.history import CycleRecord, read_history
 from pipeline.scheduling.refresh_job import run_refresh
 from tests.helpers.cluster import (
     FIXED_NOW,
+    MODELS,
     RateLimitedCoinGecko,
     champions,
     coingecko_ingest,
     no_process,
     sample_stages,
+    small,
 )
-from tests.helpers.paths import ROOT
-from tests.helpers.processes import free_port
 from tests.helpers.scheduling import FakeTrainer, good_metrics, metrics_gate
-
-MODELS = ["naive", "drift", "garch"]
 
 
 @pytest.fixture(scope="module")
@@ -40,21 +35,6 @@ def cluster() -> Iterator[Cluster]:
         with Cluster(workers=2, budget_name="test-budget") as running:
             running.client()
             yield running
-
-
-def small(tmp: Path, name: str, **overrides: object) -> Settings:
-    """Settings of a quick real cycle in ``tmp/name``."""
-    values: dict[str, object] = {
-        "coins": ["bitcoin", "ethereum"],
-        "frequencies": ["1d", "1h", "4h"],
-        "history_days": 60,
-        "backtest_origins": 3,
-        "data_dir": tmp / name / "data",
-        "models_dir": tmp / name / "models",
-        "refresh_enabled": False,
-        **overrides,
-    }
-    return load_settings(**values)
 
 
 @pytest.mark.slow
@@ -206,36 +186,6 @@ def test_a_retry_after_holds_every_worker(
 
 
 # -- a real scheduler and worker, started as processes ---------------------------------------------
-
-
-@pytest.fixture
-def dask_processes(tmp_path: Path) -> Iterator[str]:
-    """``dask scheduler`` and one ``dask worker`` process on 127.0.0.1; the scheduler address."""
-    port = free_port()
-    address = f"tcp://127.0.0.1:{port}"
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "NO_PROXY": "127.0.0.1,localhost"}
-    dask = str(Path(sys.executable).with_name("dask"))
-    log = tmp_path / "dask.log"
-    with open(log, "wb") as out:
-        scheduler = subprocess.Popen(
-            [dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
-            stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
-        )  # fmt: skip
-        worker = subprocess.Popen(
-            [dask, "worker", address, "--nworkers", "1", "--nthreads", "1", "--no-dashboard",
-             "--host", "127.0.0.1"],
-            stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
-        )  # fmt: skip
-    try:
-        yield address
-    finally:
-        for proc in (worker, scheduler):
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
 
 
 @pytest.mark.slow

@@ -29,13 +29,8 @@ from pipeline.scheduling.cycle import run_cycle
 from pipeline.scheduling.history import CycleRecord
 from pipeline.storage.mirror import detach_all
 from pipeline.storage.sync import before_read
-from tests.helpers.cluster import champions, sample_stages
+from tests.helpers.cluster import MODELS, champions, sample_stages, small
 from tests.helpers.s3 import S3Server
-from tests.pipeline.scheduling.test_cluster import (  # noqa: F401 - a fixture
-    MODELS,
-    dask_processes,
-    small,
-)
 
 #: One shared hourly raw file (1h and 4h) and a daily one.
 FREQUENCIES = ["1d", "1h", "4h"]
@@ -151,7 +146,7 @@ def test_the_cycle_on_s3_gives_the_same_champions_and_paths_on_every_executor(
     s3_server: S3Server,
     worker_env: Path,
     local_cluster: Cluster,
-    dask_processes: str,  # noqa: F811 - the fixture imported above (after worker_env)
+    dask_processes: str,  # after worker_env: the workers start with its environment
     tmp_path: Path,
 ) -> None:
     import distributed
