@@ -205,6 +205,7 @@ def run(options: CompareOptions, settings: Settings, out: TextIO | None = None) 
         gate_config=gate_config,
         baseline_entry=entry,
         evidence=Evidence.from_backtest(result),
+        freq=series.freq,
     )
     champion, reason, outcome = decision.champion, decision.reason, decision.gate
 

@@ -28,9 +28,10 @@ REGISTRY: dict[str, str] = {
 }
 
 #: What training and the nightly cycle fit by default: the baselines, the classical models, the
-#: volatility models, their calibrated versions, the combination and the band average (the anchor of
-#: champion selection, see pipeline.evaluation.champion). The remaining registered
-#: models (drift_garch, aci_*) compete in compare_models / the quality report when named.
+#: volatility models, their calibrated versions, the combination, the band average (the anchor of
+#: champion selection, see pipeline.evaluation.champion) and the band average with a calibrated
+#: 80% band (the anchor of intraday series). The remaining registered models (drift_garch,
+#: aci_*) compete in compare_models / the quality report when named.
 DEFAULT_MODELS: tuple[str, ...] = (
     "naive",
     "drift",
@@ -43,6 +44,7 @@ DEFAULT_MODELS: tuple[str, ...] = (
     "conformal_garch",
     "ensemble",
     "band_average",
+    "calibrated_band_average",
 )
 
 

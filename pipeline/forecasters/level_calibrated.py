@@ -26,8 +26,9 @@ Pooling every origin and step of the window gives tens of thousands of (overlapp
 per-step quantiles, a later part of the window only (more weight on recent errors, as
 adaptive conformal inference does) or calibrating the 95% band as well scored no better. On
 the replay it lowered WIS on BTC hourly and ETH daily but not on BTC daily, and widened the
-daily 80% bands past 82% coverage, so it is not the champion rule's anchor (figures in
-``docs/forecasters.md``). The calibration is cheap (closed forms, no refits).
+daily 80% bands past 82% coverage, so it is the champion rule's anchor of intraday series only
+(``FREQ_ANCHORS`` in :mod:`pipeline.evaluation.champion`; figures in ``docs/forecasters.md``).
+The calibration is cheap (closed forms, no refits).
 
 :meth:`~pipeline.forecasters.base.Forecaster.update` moves the members (the GARCH variance
 recursion runs on); the quantiles stay those of the fit.

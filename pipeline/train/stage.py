@@ -230,6 +230,7 @@ def _choose_champion(store: ArtifactStore, result: TrainResult, *, promote: bool
             result.metrics,
             evidence=result.evidence,
             incumbent=serving.model if serving is not None else None,
+            freq=result.series.freq,
         )
     except PipelineError as exc:
         result.champion_reason = f"no champion: {exc}"
