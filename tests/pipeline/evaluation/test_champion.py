@@ -381,3 +381,13 @@ def test_the_anchor_needs_only_the_gates_coverage_band() -> None:
         name, reason = select_champion(metrics, evidence=ev)
         assert name == "garch"
         assert f"{ANCHOR} {cov:.1%} (its band 85%–99%)" in reason
+
+
+def test_intraday_series_are_anchored_on_the_calibrated_band_average() -> None:
+    evaluated = ["naive", "band_average", "calibrated_band_average"]
+    assert rule.anchor_for("1h", evaluated) == "calibrated_band_average"
+    assert rule.anchor_for("4h", evaluated) == "calibrated_band_average"
+    assert rule.anchor_for("1d", evaluated) == "band_average"
+    # Not fitted: the intraday series falls back to the band average.
+    assert rule.anchor_for("1h", ["naive", "band_average"]) == "band_average"
+    assert rule.anchor_for(None, evaluated) == "band_average"
