@@ -3,21 +3,14 @@
 One module owns the whole decision, so that training, ``compare_models.py`` and the nightly
 scheduler apply the same rule, with every threshold below, side by side:
 
-1. **Eligibility and selection** (:func:`select_champion`). Among the models evaluated on the
-   same backtest, a model is *eligible* when it forecast every origin, its mean MASE is not worse
-   than the naive baseline's by more than :data:`SELECTION_MASE_TOLERANCE`, and its empirical 95%
-   coverage lies inside :data:`SELECTION_COVERAGE_BAND`. The lowest mean WIS wins (Winkler-95
-   when the metrics have no WIS); scores within :data:`TIE_TOLERANCE` (relative) are a tie, won
-   by the simpler model. With no model eligible, the naive baseline (:data:`BASELINE_MODEL`)
-   wins: it always competes (:func:`ensure_naive`). Under the default rule
-   (:data:`SELECTION_RULE`, ``"evidence"``) and with the backtest's per-origin scores
-   (:class:`~pipeline.evaluation.evidence.Evidence`), the lowest mean is not enough: a model
-   whose point forecast is not the random walk's must beat naive's MASE with confidence, and a
-   challenger replaces the serving champion only when its WIS is lower with confidence
-   (one-sided Diebold-Mariano, p < :data:`EVIDENCE_ALPHA`; :func:`pipeline.evaluation.evidence.
-   judge`). When the anchor (:data:`ANCHOR_MODEL`, the average of the random-walk-median bands)
-   is eligible it is the reference: it is served unless a challenger's WIS is lower than its
-   own with confidence. Without evidence the random-walk median is served with the best band.
+1. **Eligibility and selection** (:func:`select_champion`, whose docstring gives the rule in
+   full). Among the models evaluated on the same backtest, the calibrated ones not worse than
+   naive (:data:`BASELINE_MODEL`, which always competes and wins when nothing is eligible)
+   compete on mean WIS. Under the default rule (:data:`SELECTION_RULE`, ``"evidence"``) the
+   anchor (:func:`anchor_for`: :data:`ANCHOR_MODEL`, or the frequency's own in
+   :data:`FREQ_ANCHORS`) is served unless a challenger's WIS is lower with confidence
+   (:func:`pipeline.evaluation.evidence.judge`); without evidence the random-walk median is
+   served with the best band.
 2. **Training** (:func:`training_champion`) applies that rule to its selection backtest; a series
    too short to backtest is judged on its single holdout, with :data:`HOLDOUT_COVERAGE_BAND`.
 3. **The quality gate** (:mod:`pipeline.evaluation.gate`) checks the chosen champion again, with
@@ -69,14 +62,10 @@ SELECTION_RULES = ("evidence", "means")
 #: "means" chased noise (MASE up to 1.013x, WIS up to 1.006x naive, 16-38 champion changes).
 SELECTION_RULE = "evidence"
 #: Selection ("evidence" rule): the model served unless a challenger's WIS is lower with
-#: confidence. The equal-weight quantile average of the random-walk-median bands (naive, GARCH,
-#: GJR-GARCH): on the replay it scored a lower WIS than each of its members on BTC daily and
-#: hourly and within 0.3% of the best on ETH daily, and an 8-origin selection backtest cannot
-#: tell those bands apart (every switch among them that the tests allowed cost WIS on average).
-#: To become champion its 95% coverage must lie in the gate's band (GATE_COVERAGE_BAND), not the
-#: selection band (the gate would reject it outside); once serving, any coverage
-#: (SERVING_ANCHOR_BAND): the coverage of 8 overlapping paths swings by 20 points from one month
-#: to the next, noise that cost 0.1-0.6% WIS on the replay when it dropped the serving anchor.
+#: confidence: the equal-weight quantile average of the random-walk-median bands (why: the replay,
+#: docs/evaluation.md). To become champion its 95% coverage must lie in GATE_COVERAGE_BAND (the
+#: gate would reject it outside); once serving, any (SERVING_ANCHOR_BAND): the coverage of 8
+#: overlapping paths swings by 20 points from month to month, noise, not evidence.
 ANCHOR_MODEL = "band_average"
 SERVING_ANCHOR_BAND: tuple[float, float] = (0.0, 1.0)
 #: Selection ("evidence" rule): the anchor of intraday series when it was evaluated (else
