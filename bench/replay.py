@@ -232,7 +232,9 @@ Against the targets (the evidence rule, the run of 2026-12-02 above):
   hourly (0.986) and 0.2 on ETH daily (0.982). All of the gain comes from the bands (no point
   forecast beats the random walk), and no single model reaches 0.98 but GARCH, GJR-GARCH and
   the calibrated band average on ETH daily (0.979); on BTC hourly the best fixed model is the
-  anchor itself (0.985).
+  anchor itself (0.985). On BTC daily a HAR-RV band from hourly realized variance would have
+  scored 0.977 on the same decisions ([HAR-RV daily bands](har-rv.md): not significant,
+  p = 0.15, and not served yet: it needs the coin's hourly prices beside the daily series).
 * **Never worse than the best fixed model by more than 0.5% WIS: met** (+0.0%, +0.1%, +0.3%).
   The means rule trailed by 0.7–2.0% and lost to naive on BTC daily (1.006).
 * **Pooled 95% coverage 94–96%: met** (94.3%, 95.6%, 95.6%). **80% coverage 78–82%: met on the
