@@ -8,10 +8,11 @@ latest one with a full horizon of actuals; daily series: origins every 10 days, 
 sliding window of the last 1,095 points; hourly: origins every 24 hours, 24-hour horizon, sliding
 window of the last 2,160 points; one fit per origin, on data strictly before it. The calibrated
 models (``conformal_*``, ``aci_*``) calibrate the horizon the backtest scores. The champion is
-chosen by :func:`pipeline.evaluation.champion.select_champion` (the rule compare_models uses)
-and checked against the quality targets. Writes ``quality.md`` and ``quality.json`` (and each
-series' ``folds.csv``) to ``--out``, rewrites the documentation page
-``docs/results/forecast-quality.md`` (``--no-docs-page`` to leave it alone) and prints the
+chosen by :func:`pipeline.evaluation.champion.decide_comparison` with the per-origin evidence
+and the series' frequency (the rule compare_models and training use) and checked against the
+quality targets. Writes ``quality.md`` and ``quality.json`` (and each series' ``folds.csv``) to
+``--out``, rewrites the documentation page ``docs/results/forecast-quality.md``
+(``--no-docs-page`` to leave it alone) and prints the
 Markdown. Not part of CI (``make gate`` is).
 """
 
@@ -38,8 +39,9 @@ from pipeline.evaluation.calibration import (  # noqa: E402
     describe_samples,
     json_safe,
 )
-from pipeline.evaluation.champion import ensure_naive, select_champion  # noqa: E402
+from pipeline.evaluation.champion import decide_comparison, ensure_naive  # noqa: E402
 from pipeline.evaluation.compare import load_csv_series  # noqa: E402
+from pipeline.evaluation.evidence import Evidence  # noqa: E402
 from pipeline.evaluation.metrics import PINBALL_KEYS  # noqa: E402
 from pipeline.evaluation.protocol import default_protocol  # noqa: E402
 from pipeline.fileio import atomic_write_csv, atomic_write_json, atomic_write_text  # noqa: E402
@@ -228,7 +230,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             y, models, protocol, series=run.label, model_params=params, n_jobs=args.n_jobs
         )
         summary = result.summary()
-        champion, reason = select_champion(summary)
+        decision = decide_comparison(  # the rule compare_models and training use
+            run.label, summary, evidence=Evidence.from_backtest(result), freq=run.freq
+        )
+        champion, reason = decision.champion, decision.reason
         rows = series_table(result, run.steps)
         calibration = result.calibration()
         checks = check_targets(next(r for r in rows if r["model"] == champion))
