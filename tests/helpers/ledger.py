@@ -1,7 +1,10 @@
-"""A small artifact store with issues to record in the ledger, and its prices."""
+"""A small artifact store with issues to record in the ledger, and its prices; a ledger of
+three models' issues scored against chosen prices."""
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,8 +13,11 @@ import pandas as pd
 
 from pipeline.artifacts.issues import IssueInfo, IssueRecord
 from pipeline.artifacts.store import ArtifactStore
+from pipeline.config import Settings
 from pipeline.forecasters import make_forecaster
-from pipeline.ledger.record import IssueEntry
+from pipeline.ledger.db import Ledger
+from pipeline.ledger.record import IssueEntry, record
+from pipeline.ledger.score import score
 from pipeline.series import SeriesId, freq_offset
 from tests.helpers.prices import random_walk_prices
 from tests.helpers.processed import write_processed
@@ -91,3 +97,40 @@ def synthetic_entries(
         )  # fmt: skip
         out.append(IssueEntry(IssueInfo(record, Path("synthetic"), frame), m == 0, "1" * 64))
     return out
+
+
+# -- a ledger of three models' issues scored against chosen prices (the live rule's tests) --
+
+ORIGIN = pd.Timestamp("2026-10-01", tz="UTC")
+HORIZON = 48
+#: The three models of the ledger: the same median (100), bands 0%, 10% and 20% wider.
+NAMES = ("naive", "m1", "m2")
+
+
+def fill_ledger(
+    ledger: Ledger, settings: Settings, after: np.ndarray, names: Sequence[str] = NAMES
+) -> None:
+    """One issue per model from ORIGIN (``synthetic_entries``' widening bands around 100, the
+    models renamed to ``names``), scored against ``after`` (one price per step)."""
+    rng = np.random.default_rng(7)
+    before = pd.date_range(ORIGIN - pd.Timedelta(days=60), ORIGIN, freq="D")
+    y = pd.concat(
+        [
+            pd.Series(100 + np.cumsum(rng.normal(0, 1, len(before))), index=before),
+            pd.Series(after, index=pd.date_range(ORIGIN + pd.Timedelta(days=1), periods=HORIZON)),
+        ]
+    )
+    entries = synthetic_entries(DAILY, len(names), HORIZON, ORIGIN)
+    record(ledger, [renamed(e, name) for e, name in zip(entries, names, strict=True)])
+    score(ledger, settings, [DAILY], prices={DAILY.name: y})
+
+
+def renamed(entry: IssueEntry, model: str) -> IssueEntry:
+    rec = entry.info.record.model_copy(update={"model": model})
+    return dataclasses.replace(entry, info=dataclasses.replace(entry.info, record=rec))
+
+
+#: Actuals at the median: every band holds them, so the narrowest bands score the lowest WIS.
+AT_MEDIAN = np.full(HORIZON, 100.0)
+#: Actuals 1.6 sqrt(step) above: outside naive's 95% band (1.5 sqrt(step)), inside m1's and m2's.
+ABOVE_NAIVE_BAND = 100.0 + 1.6 * np.sqrt(np.arange(1, HORIZON + 1))

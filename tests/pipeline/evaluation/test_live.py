@@ -3,11 +3,9 @@ record and score functions."""
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from pipeline.config import Settings, load_settings
@@ -15,43 +13,7 @@ from pipeline.evaluation.champion import GateDecision
 from pipeline.evaluation.live import LIVE_KEY, live_alert, live_promotion
 from pipeline.ledger.db import Ledger, open_ledger
 from pipeline.ledger.read import leaderboard, paired_comparison
-from pipeline.ledger.record import IssueEntry, record
-from pipeline.ledger.score import score
-from tests.helpers.ledger import DAILY, synthetic_entries
-
-ORIGIN = pd.Timestamp("2026-10-01", tz="UTC")
-HORIZON = 48
-#: The three models of the ledger: the same median (100), bands 0%, 10% and 20% wider.
-NAMES = ("naive", "m1", "m2")
-
-
-def fill_ledger(
-    ledger: Ledger, settings: Settings, after: np.ndarray, names: Sequence[str] = NAMES
-) -> None:
-    """One issue per model from ORIGIN (``synthetic_entries``' widening bands around 100, the
-    models renamed to ``names``), scored against ``after`` (one price per step)."""
-    rng = np.random.default_rng(7)
-    before = pd.date_range(ORIGIN - pd.Timedelta(days=60), ORIGIN, freq="D")
-    y = pd.concat(
-        [
-            pd.Series(100 + np.cumsum(rng.normal(0, 1, len(before))), index=before),
-            pd.Series(after, index=pd.date_range(ORIGIN + pd.Timedelta(days=1), periods=HORIZON)),
-        ]
-    )
-    entries = synthetic_entries(DAILY, len(names), HORIZON, ORIGIN)
-    record(ledger, [renamed(e, name) for e, name in zip(entries, names, strict=True)])
-    score(ledger, settings, [DAILY], prices={DAILY.name: y})
-
-
-def renamed(entry: IssueEntry, model: str) -> IssueEntry:
-    rec = entry.info.record.model_copy(update={"model": model})
-    return dataclasses.replace(entry, info=dataclasses.replace(entry.info, record=rec))
-
-
-#: Actuals at the median: every band holds them, so the narrowest bands score the lowest WIS.
-AT_MEDIAN = np.full(HORIZON, 100.0)
-#: Actuals 1.6 sqrt(step) above: outside naive's 95% band (1.5 sqrt(step)), inside m1's and m2's.
-ABOVE_NAIVE_BAND = 100.0 + 1.6 * np.sqrt(np.arange(1, HORIZON + 1))
+from tests.helpers.ledger import ABOVE_NAIVE_BAND, AT_MEDIAN, DAILY, HORIZON, NAMES, fill_ledger
 
 
 def live_settings(**overrides: object) -> Settings:

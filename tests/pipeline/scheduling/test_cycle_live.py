@@ -17,8 +17,8 @@ from pipeline.config import Settings, load_settings
 from pipeline.ledger.db import open_ledger
 from pipeline.scheduling.cycle import run_cycle
 from pipeline.scheduling.history import CycleRecord, read_history
+from tests.helpers.ledger import ABOVE_NAIVE_BAND, AT_MEDIAN, fill_ledger
 from tests.helpers.scheduling import BTC, FakeTrainer, champion_bytes, fake_stages, good_metrics
-from tests.pipeline.evaluation.test_live import ABOVE_NAIVE_BAND, AT_MEDIAN, fill_ledger
 
 #: Backtest metrics on which the gate promotes drift over the serving naive.
 DRIFT_WINS = {"naive": good_metrics(1.0, winkler=100.0), "drift": good_metrics(0.95, winkler=90.0)}
