@@ -12,8 +12,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -99,19 +101,37 @@ def write_report(
     return md, png
 
 
+def model_colours(models: Iterable[str]) -> dict[str, str]:
+    """One colour per model (matplotlib's cycle, by name): a model looks the same in every plot
+    of the report, whatever order each plot draws the models in."""
+    return {m: f"C{i % 10}" for i, m in enumerate(sorted(set(models)))}
+
+
 def _plot(scores: pd.DataFrame, board: Leaderboard, path: Path) -> None:
     plt = _pyplot()
+    _save(live_figure(scores, board, plt), path, plt)
+
+
+def live_figure(scores: pd.DataFrame, board: Leaderboard, plt: Any) -> Any:
+    """The report's three plots: weekly 95% coverage, WIS / naive by step, reliability."""
+    colour = model_colours([*map(str, scores["model"].unique()), *(r.model for r in board.rows)])
     fig, (cov, ratio, rel) = plt.subplots(1, 3, figsize=(15, 4.2))
     for model, part in scores.groupby("model"):
         weekly = part.set_index("ds")["inside_95"].resample("7D").mean().dropna()
-        cov.plot(weekly.index, weekly.to_numpy(), label=str(model), lw=1.2)
+        name = str(model)
+        cov.plot(weekly.index, weekly.to_numpy(), label=name, lw=1.2, color=colour[name])
     cov.axhline(0.95, color="grey", ls="--", lw=1)
     cov.set_title("95% coverage by week of the actual")
     cov.set_ylim(0, 1.02)
     for row in board.rows:
         steps = sorted(row.steps)
         values = [row.steps[s].get("wis_ratio") for s in steps]
-        ratio.plot(steps, [float("nan") if v is None else v for v in values], label=row.model)
+        ratio.plot(
+            steps,
+            [float("nan") if v is None else v for v in values],
+            label=row.model,
+            color=colour[row.model],
+        )
     ratio.axhline(1.0, color="grey", ls="--", lw=1)
     ratio.set_title("WIS / naive by step")
     ratio.set_xlabel("step")
@@ -130,10 +150,12 @@ def _plot(scores: pd.DataFrame, board: Leaderboard, path: Path) -> None:
             ys.append(float(value))
             errs[0].append(float(value) - float(low))
             errs[1].append(float(high) - float(value))
-        rel.errorbar(xs, ys, yerr=errs, marker="o", capsize=3, label=row.model)
+        rel.errorbar(
+            xs, ys, yerr=errs, marker="o", capsize=3, label=row.model, color=colour[row.model]
+        )
     rel.set_title("reliability: observed vs nominal coverage")
     rel.set_xlabel("nominal")
     for ax in (cov, ratio, rel):
         ax.legend(fontsize=7)
     fig.tight_layout()
-    _save(fig, path, plt)
+    return fig
