@@ -4,7 +4,8 @@
 hourly returns); on a 24/7 market it measures that day's close-to-close variance far more
 precisely than the squared daily return does. The HAR-RV model (Corsi 2009, "A Simple
 Approximate Long-Memory Model of Realized Volatility") forecasts it from the average log
-realized variance over the last day, week (5 days) and month (22 days). Here each horizon
+realized variance over the last day, week (5 days) and month (22 days): Corsi's trading-day lags,
+kept as calendar days of a 24/7 market rather than tuned. Here each horizon
 step ``k`` has its own direct regression: the log of the realized variance summed over the
 next ``k`` days on those three averages, fitted by least squares on the window, so the
 forecast is the cumulative log-price variance of every step with no recursion (the lognormal
@@ -44,7 +45,8 @@ def daily_realized_variance(prices: pd.Series, *, per_day: int = 24) -> pd.Serie
     values = prices.astype(float)
     if bool((values <= 0).any()):
         raise UsageError("realized variance needs positive prices")
-    index = prices.index if prices.index.tz is not None else prices.index.tz_localize("UTC")
+    tz = prices.index.tz
+    index = prices.index.tz_localize("UTC") if tz is None else prices.index.tz_convert("UTC")
     returns = pd.Series(np.log(values.to_numpy()), index=index).diff()
     day = returns.index.floor("1D")
     grouped = (returns**2).groupby(day)
@@ -63,12 +65,22 @@ def har_cumulative_variance(
     window: int = HAR_WINDOW,
 ) -> np.ndarray | None:
     """The forecast log-price variance summed over steps 1..``horizon`` from ``origin`` (the
-    first forecast day), fitted on the last ``window`` days of ``rv`` strictly before it;
-    ``None`` when fewer than ``min_days`` such days exist."""
+    first forecast day, midnight UTC), fitted on the ``window`` calendar days of ``rv`` before it.
+
+    Days missing from ``rv`` (incomplete intraday data) stay gaps: an average or a target that
+    spans one is left out of the fit, so "the next k days" are always calendar days. ``None``
+    when fewer than ``min_days`` days are known or when the day before ``origin`` is missing (the
+    intraday prices stop earlier: the forecast would start from a stale state).
+    """
     if horizon < 1:
         raise UsageError("horizon must be >= 1")
-    past = rv[rv.index < origin].iloc[-window:]
-    if len(past) < max(min_days, max(HAR_LAGS) + horizon + 10):
+    origin = pd.Timestamp(origin)
+    origin = origin.tz_localize("UTC") if origin.tz is None else origin.tz_convert("UTC")
+    days = pd.date_range(end=origin.floor("1D") - pd.Timedelta(days=1), periods=window, freq="1D")
+    index = rv.index.tz_localize("UTC") if rv.index.tz is None else rv.index.tz_convert("UTC")
+    past = pd.Series(rv.to_numpy(dtype=float), index=index).reindex(days)
+    known = int(past.notna().sum())
+    if known < max(min_days, max(HAR_LAGS) + horizon + 10) or np.isnan(past.iloc[-1]):
         return None
     if bool((past <= 0).any()):
         raise UsageError("realized variance must be positive")
@@ -77,6 +89,8 @@ def har_cumulative_variance(
         [np.ones(len(log_rv))] + [log_rv.rolling(lag).mean().to_numpy() for lag in HAR_LAGS]
     )
     now = X[-1]
+    if not np.isfinite(now).all():  # a gap in the last 22 days
+        return None
     levels = past.to_numpy()
     out = np.empty(horizon)
     for k in range(1, horizon + 1):

@@ -102,9 +102,14 @@ def write_report(
 
 
 def model_colours(models: Iterable[str]) -> dict[str, str]:
-    """One colour per model (matplotlib's cycle, by name): a model looks the same in every plot
-    of the report, whatever order each plot draws the models in."""
-    return {m: f"C{i % 10}" for i, m in enumerate(sorted(set(models)))}
+    """One colour per model (matplotlib's 20-colour ``tab20`` map, by name): a model looks the
+    same in every plot of the report, whatever order each plot draws the models in, and up to
+    20 models (the ledger holds every trained one) never share a colour."""
+    from matplotlib import colormaps
+    from matplotlib.colors import to_hex
+
+    palette = colormaps["tab20"]
+    return {m: to_hex(palette(i % 20)) for i, m in enumerate(sorted(set(models)))}
 
 
 def _plot(scores: pd.DataFrame, board: Leaderboard, path: Path) -> None:

@@ -107,3 +107,55 @@ def test_har_band_is_gaussian_in_log_price_around_the_last_price() -> None:
     sd = np.sqrt(variance)
     np.testing.assert_allclose(np.log(band["upper_80"] / 200.0), NORMAL_80 * sd, rtol=1e-12)
     np.testing.assert_allclose(np.log(200.0 / band["lower_95"]), NORMAL_95 * sd, rtol=1e-12)
+
+
+def by_hand(rv: np.ndarray, k: int) -> float:
+    """The step-``k`` forecast written out: rows i = 21 .. n-1-k regress log(rv[i+1] + ... +
+    rv[i+k]) on (1, log rv[i], mean of log rv[i-4..i], mean of log rv[i-21..i]) by least
+    squares; the forecast is the lognormal mean at the last day's averages."""
+    x = np.log(rv)
+
+    def row(i: int) -> list[float]:
+        return [1.0, x[i], x[i - 4 : i + 1].mean(), x[i - 21 : i + 1].mean()]
+
+    rows = range(21, len(rv) - k)
+    A = np.array([row(i) for i in rows])
+    b = np.array([np.log(rv[i + 1 : i + k + 1].sum()) for i in rows])
+    beta = np.linalg.lstsq(A, b, rcond=None)[0]
+    resid = b - A @ beta
+    return float(np.exp(np.array(row(len(rv) - 1)) @ beta + resid.var() / 2))
+
+
+def test_each_step_is_its_own_direct_regression_on_calendar_days() -> None:
+    rng = np.random.default_rng(3)
+    values = np.exp(rng.normal(-8.0, 0.5, size=80))
+    rv = pd.Series(values, index=pd.date_range("2021-01-01", periods=80, freq="1D", tz="UTC"))
+    origin = rv.index[-1] + pd.Timedelta(days=1)
+    got = har_cumulative_variance(rv, origin, 3, min_days=60)
+    assert got is not None
+    for k in (1, 2, 3):
+        assert got[k - 1] == pytest.approx(by_hand(values, k), rel=1e-9)
+
+
+def test_a_missing_day_is_a_gap_not_a_shorter_week() -> None:
+    rv = regime_rv(calm_days=500, stressed_days=0, seed=4)
+    origin = rv.index[-1] + pd.Timedelta(days=1)
+    full = har_cumulative_variance(rv, origin, 5)
+    holed = rv.drop(rv.index[200])  # a day of incomplete hourly data
+    shifted = har_cumulative_variance(holed, origin, 5)
+    assert full is not None and shifted is not None
+    # the rows whose averages or targets span the hole leave the fit; the rest are unchanged
+    assert np.all(np.isfinite(shifted)) and not np.allclose(shifted, full, rtol=1e-12)
+    assert shifted == pytest.approx(full, rel=0.05)
+    # hourly data that stopped days before the origin give no forecast (a stale state)
+    assert har_cumulative_variance(rv, origin + pd.Timedelta(days=3), 5) is None
+    recent_hole = rv.drop(rv.index[-10])
+    assert har_cumulative_variance(recent_hole, origin, 5) is None  # inside the 22-day average
+
+
+def test_other_time_zones_are_floored_to_utc_days() -> None:
+    prices = hourly_prices(np.full(24 * 3, 0.001))
+    in_new_york = prices.tz_convert("America/New_York")
+    pd.testing.assert_series_equal(
+        daily_realized_variance(in_new_york), daily_realized_variance(prices)
+    )

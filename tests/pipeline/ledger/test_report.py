@@ -23,6 +23,8 @@ def test_model_colours_are_by_name_not_by_order() -> None:
     colours = model_colours(["naive", "drift", "arima", "naive"])
     assert colours == model_colours(["arima", "naive", "drift"])
     assert len(set(colours.values())) == 3
+    twenty = model_colours(f"model_{i}" for i in range(20))  # more than the default models
+    assert len(set(twenty.values())) == 20
 
 
 @pytest.mark.usefixtures("restore_root_logger")
@@ -45,7 +47,8 @@ def test_a_model_has_one_colour_in_every_plot(
     finally:
         ledger.close()
     # the plots draw the models in different orders: by name and by leaderboard rank
-    assert [r.model for r in board.rows] != sorted(r.model for r in board.rows)
+    ranked = [r.model for r in board.rows]
+    assert ranked != sorted(ranked), f"the fixture must rank the models out of name order: {ranked}"
     plt = _pyplot()
     fig = live_figure(scores, board, plt)
     try:
